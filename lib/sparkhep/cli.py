@@ -1,0 +1,162 @@
+"""The ``sparkhep`` command: one subcommand per job, progress and summaries for people.
+
+The library logs; only this module (and the thin ``jobs/`` entry points that call it) writes to
+the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEMO_CONFIG = "conf/jobs/demo.toml"
+DEMO_DATA = Path("data/synthetic")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sparkhep", description="ROOT files → Spark → a classifier registered in MLflow."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="run the train job of a config file")
+    _add_job_options(train)
+
+    generate = commands.add_parser(
+        "generate", help="write SYNTHETIC NanoAOD-like ROOT files (numpy, seeded)"
+    )
+    generate.add_argument("--out", type=Path, required=True, help="output directory")
+    generate.add_argument("--events", type=int, default=20_000, help="events per kind")
+    generate.add_argument(
+        "--kind", choices=["signal", "background", "both"], default="both", help="which sample"
+    )
+    generate.add_argument("--files", type=int, default=2, help="files per kind")
+    generate.add_argument("--seed", type=int, default=1)
+
+    demo = commands.add_parser(
+        "demo", help="generate a SYNTHETIC sample and run the train job on it (no real data)"
+    )
+    demo.add_argument("--events", type=int, default=20_000, help="synthetic events per kind")
+    _add_job_options(demo, config_default=DEMO_CONFIG)
+    return parser
+
+
+def _add_job_options(parser: argparse.ArgumentParser, *, config_default: str | None = None) -> None:
+    parser.add_argument(
+        "--config",
+        required=config_default is None,
+        default=config_default,
+        help="job config (TOML)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set model.params.maxDepth=6 (repeatable)",
+    )
+    parser.add_argument(
+        "--spark-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra Spark setting, e.g. --spark-conf spark.master=local[2] (repeatable)",
+    )
+
+
+def _spark_overrides(pairs: Sequence[str]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--spark-conf {pair!r}: expected KEY=VALUE")
+        overrides[key] = value
+    return overrides
+
+
+def _train(args: argparse.Namespace) -> int:
+    from sparkhep.config import load_config
+    from sparkhep.session import build_session
+    from sparkhep.train.job import run_train_job
+
+    config = load_config(args.config, overrides=args.overrides)
+    spark = build_session(
+        app_name=f"sparkhep-train-{config.name}", overrides=_spark_overrides(args.spark_conf)
+    )
+    try:
+        report = run_train_job(spark, config)
+    finally:
+        spark.stop()
+    _print_summary(
+        f"sparkhep train — {config.name} ({config.source})",
+        {
+            "events per sample": _pairs(report.events),
+            "events per split": _pairs(dict(sorted(report.split_events.items()))),
+            f"features ({len(report.features)})": ", ".join(report.features),
+            "test_auc (weighted)": f"{report.test_auc:.4f}",
+            "time per step": ", ".join(f"{k} {v:.1f} s" for k, v in report.timings.items()),
+            "model": f"models:/{report.registered_model}/{report.model_version} "
+            f"(run {report.run_id}, tracking {report.tracking_uri})",
+        },
+    )
+    return 0
+
+
+def _pairs(values: dict[str, object]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items())
+
+
+def _print_summary(title: str, rows: dict[str, str]) -> None:
+    width = max(map(len, rows))
+    print(f"\n{title}")
+    for label, value in rows.items():
+        print(f"  {label:<{width}} : {value}")
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from sparkhep.generate import write_sample
+
+    kinds = ["signal", "background"] if args.kind == "both" else [args.kind]
+    for offset, kind in enumerate(kinds):
+        paths = write_sample(
+            args.out, kind=kind, n_events=args.events, n_files=args.files, seed=args.seed + offset
+        )
+        print(f"SYNTHETIC {kind}: {args.events} events in {len(paths)} files under {args.out}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    print(f"Generating SYNTHETIC NanoAOD-like events into {DEMO_DATA}/ (not real data) …")
+    _generate(argparse.Namespace(out=DEMO_DATA, events=args.events, kind="both", files=2, seed=1))
+    return _train(args)
+
+
+COMMANDS = {"train": _train, "generate": _generate, "demo": _demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sparkhep`` console script and of ``jobs/*.py``."""
+    from sparkhep.config import ConfigError
+
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("py4j", "mlflow", "alembic", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, FileNotFoundError, KeyError, ValueError) as err:
+        print(f"sparkhep {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

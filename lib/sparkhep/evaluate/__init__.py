@@ -1,0 +1,1 @@
+"""Evaluation the way physicists read it: weighted ROC, efficiencies, overtraining checks."""

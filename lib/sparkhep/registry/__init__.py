@@ -1,0 +1,1 @@
+"""MLflow: where runs are tracked, how models are logged, registered and aliased."""

@@ -1,0 +1,118 @@
+"""Awkward layouts (as uproot reads branches) to Arrow arrays of an exact Arrow type.
+
+Spark 4 rejects record batches whose schema differs in any way from the declared one
+(``DATA_SOURCE_RETURN_SCHEMA_MISMATCH``), while awkward's own Arrow export gives ``large_list``,
+unsigned types, non-null fields and extension metadata. So arrays are built here straight from
+the layout's buffers: offsets rebased and narrowed to int32, numeric content handed to Arrow
+without a copy where the type already matches, unsigned integers widened, and uint64 checked to
+fit a signed bigint (never a silent wrap). No Python loop runs over entries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+INT32_MAX = np.iinfo(np.int32).max
+
+_WIDENED = {np.dtype(np.uint8): np.int16, np.dtype(np.uint16): np.int32, np.dtype(np.uint32): np.int64}
+
+
+class UnsignedOverflowError(OverflowError):
+    """A uint64 value does not fit the signed 64-bit column.
+
+    Attributes:
+        row: the row (of the array being converted) that holds the value.
+        value: the value.
+    """
+
+    def __init__(self, row: int, value: int) -> None:
+        super().__init__(f"row {row} holds {value}, which is 2**63 or more")
+        self.row = row
+        self.value = value
+
+
+def layout_to_arrow(layout: Any, arrow_type: pa.DataType) -> pa.Array:
+    """Convert an awkward layout to an Arrow array of exactly ``arrow_type``.
+
+    Args:
+        layout: an ``awkward.contents.Content`` (NumpyArray, list types, strings).
+        arrow_type: the Arrow type to produce (lists must be ``pa.list_``, 32-bit offsets).
+
+    Returns:
+        The Arrow array, without nulls.
+
+    Raises:
+        UnsignedOverflowError: a uint64 value is 2**63 or more (``row`` is a row of ``layout``).
+        TypeError: the layout cannot become ``arrow_type``.
+    """
+    import awkward as ak
+
+    contents = ak.contents
+    if isinstance(layout, contents.IndexedArray):
+        layout = layout.project()
+    if isinstance(layout, contents.NumpyArray):
+        return _numpy_to_arrow(np.asarray(layout.data), arrow_type)
+    if isinstance(layout, (contents.ListArray, contents.RegularArray)):
+        layout = layout.to_ListOffsetArray64(False)
+    if isinstance(layout, contents.ListOffsetArray):
+        return _list_to_arrow(layout, arrow_type)
+    raise TypeError(f"expected numbers, lists or strings to store as {arrow_type}, got {layout}")
+
+
+def _list_to_arrow(layout: Any, arrow_type: pa.DataType) -> pa.Array:
+    offsets = np.asarray(layout.offsets)
+    first, last = int(offsets[0]), int(offsets[-1])
+    if last - first > INT32_MAX:
+        raise OverflowError(
+            f"expected at most {INT32_MAX} list items in one record batch, got {last - first}; "
+            f"read fewer entries per partition (option 'entry_step')"
+        )
+    content = layout.content
+    if first != 0 or last != content.length:
+        content = content[first:last]
+    relative = (offsets - first).astype(np.int32)
+    if pa.types.is_string(arrow_type) or pa.types.is_binary(arrow_type):
+        chars = np.ascontiguousarray(np.asarray(content.data))
+        array_class = pa.StringArray if pa.types.is_string(arrow_type) else pa.BinaryArray
+        return array_class.from_buffers(
+            len(relative) - 1, pa.py_buffer(relative), pa.py_buffer(chars)
+        )
+    if not pa.types.is_list(arrow_type):
+        raise TypeError(f"expected a value to store as {arrow_type}, got a list: {layout.form}")
+    try:
+        values = layout_to_arrow(content, arrow_type.value_type)
+    except UnsignedOverflowError as err:
+        row = int(np.searchsorted(relative, err.row, side="right")) - 1
+        raise UnsignedOverflowError(row, err.value) from None
+    return pa.ListArray.from_arrays(pa.array(relative), values, type=arrow_type)
+
+
+def _numpy_to_arrow(data: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
+    if data.ndim > 1:
+        if not pa.types.is_list(arrow_type):
+            raise TypeError(f"expected values to store as {arrow_type}, got shape {data.shape}")
+        rows, size = data.shape[0], data.shape[1]
+        try:
+            values = _numpy_to_arrow(data.reshape(rows * size, *data.shape[2:]), arrow_type.value_type)
+        except UnsignedOverflowError as err:
+            raise UnsignedOverflowError(err.row // size, err.value) from None
+        offsets = pa.array(np.arange(0, (rows + 1) * size, size, dtype=np.int32))
+        return pa.ListArray.from_arrays(offsets, values, type=arrow_type)
+    if data.dtype.byteorder not in "=|":
+        data = data.astype(data.dtype.newbyteorder("="))
+    data = np.ascontiguousarray(data)
+    if data.dtype == np.uint64:
+        signed = data.view(np.int64)
+        if len(signed) and signed.min() < 0:
+            row = int(np.argmax(signed < 0))
+            raise UnsignedOverflowError(row, int(data[row]))
+        data = signed
+    elif data.dtype in _WIDENED:
+        data = data.astype(_WIDENED[data.dtype])
+    array = pa.array(data)
+    if array.type != arrow_type:
+        array = array.cast(arrow_type)
+    return array
