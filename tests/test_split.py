@@ -13,7 +13,7 @@ EVENT_ID = ("run", "luminosityBlock", "event")
 def _events(spark, n: int):
     return spark.range(n).select(
         F.lit(1).cast("long").alias("run"),
-        (F.col("id") // 1000 + 1).alias("luminosityBlock"),
+        (F.floor(F.col("id") / 1000) + 1).alias("luminosityBlock"),
         (F.col("id") + 101 * 10**7).alias("event"),
     )
 

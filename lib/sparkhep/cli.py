@@ -26,6 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="run the train job of a config file")
     _add_job_options(train)
 
+    convert = commands.add_parser(
+        "convert", help="convert the ROOT samples of a config file to Parquet"
+    )
+    _add_job_options(convert)
+
     generate = commands.add_parser(
         "generate", help="write SYNTHETIC NanoAOD-like ROOT files (numpy, seeded)"
     )
@@ -107,6 +112,26 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from sparkhep.config import load_config
+    from sparkhep.convert import convert_samples, sample_output
+    from sparkhep.session import build_session
+
+    config = load_config(args.config, overrides=args.overrides)
+    spark = build_session(
+        app_name=f"sparkhep-convert-{config.name}", overrides=_spark_overrides(args.spark_conf)
+    )
+    try:
+        events = convert_samples(spark, config)
+    finally:
+        spark.stop()
+    _print_summary(
+        f"sparkhep convert — {config.name} ({config.source})",
+        {name: f"{n} events → {sample_output(config, name)}" for name, n in events.items()},
+    )
+    return 0
+
+
 def _pairs(values: dict[str, object]) -> str:
     return ", ".join(f"{k}={v}" for k, v in values.items())
 
@@ -136,7 +161,7 @@ def _demo(args: argparse.Namespace) -> int:
     return _train(args)
 
 
-COMMANDS = {"train": _train, "generate": _generate, "demo": _demo}
+COMMANDS = {"convert": _convert, "train": _train, "generate": _generate, "demo": _demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,14 +9,50 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import ExitStack
 from typing import TYPE_CHECKING
+
+from sparkhep.storage import atomic_directory
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from sparkhep.config import SampleConfig
+    from sparkhep.config import JobConfig, SampleConfig
 
 log = logging.getLogger(__name__)
+
+
+def sample_output(config: JobConfig, sample: str) -> str:
+    """Where the convert job puts a sample's Parquet dataset: ``<output>/samples/<sample>``."""
+    return f"{config.output.rstrip('/')}/samples/{sample}"
+
+
+def convert_samples(
+    spark: SparkSession, config: JobConfig, *, branches: Sequence[str] | None = None
+) -> dict[str, int]:
+    """Convert every sample of a job config to Parquet under ``<output>/samples/``.
+
+    All samples appear together or not at all: each is written into a temporary directory and
+    the directories are moved into place only once every sample is complete, so a bad file in
+    the last sample leaves nothing of the first ones behind.
+
+    Args:
+        spark: the session (with the ``root`` data source registered).
+        config: the job config (samples and output directory).
+        branches: the branches to read; all when omitted.
+
+    Returns:
+        Sample name → number of events written.
+    """
+    events: dict[str, int] = {}
+    with ExitStack() as outputs:
+        for sample in config.samples:
+            temporary = outputs.enter_context(
+                atomic_directory(spark, sample_output(config, sample.name))
+            )
+            frame = read_sample(spark, sample, branches=branches)
+            events[sample.name] = write_events(spark, frame, output=temporary)
+    return events
 
 
 def read_sample(

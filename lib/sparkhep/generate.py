@@ -15,7 +15,7 @@ The files mirror the layout of the real Pythia NanoAOD sample (``../shared/data/
 The toy physics:
 
 - ``"signal"``: two top quarks (Breit-Wigner mass around 172.5 GeV) with a falling pT spectrum
-  (mean ≈ 110 GeV) and a rapidity spread, each decaying t → bW, W → qq̄' with two-body decay
+  (mean ≈ 120 GeV) and a rapidity spread, each decaying t → bW, W → qq̄' with two-body decay
   kinematics in the rest frames, boosted to the lab. Partons closer than ΔR = 0.4 merge into one
   jet (boosted W and top jets).
 - ``"background"``: a QCD 2→2 hard scatter with p̂T > 150 GeV, drawn from a steeply falling
@@ -75,8 +75,9 @@ _TOP_MASS, _TOP_WIDTH = 172.5, 1.42
 _W_MASS, _W_WIDTH = 80.38, 2.09
 _B_MASS, _C_MASS = 4.8, 1.5
 
-# Signal: top pT ~ Gamma(shape, scale) (mean 110 GeV); rapidities = boost ± half-gap.
-_TOP_PT_SHAPE, _TOP_PT_SCALE = 2.0, 55.0
+# Signal: top pT ~ Gamma(shape, scale), mean 120 GeV (jets then lose ~15 % of the parton pT to
+# out-of-cone radiation, neutrinos and splittings); rapidities = boost ± half-gap.
+_TOP_PT_SHAPE, _TOP_PT_SCALE = 2.0, 60.0
 _TTBAR_RECOIL = 20.0  # GeV per transverse component (initial-state radiation)
 _TTBAR_Y_BOOST, _TTBAR_Y_HALF_GAP = 0.9, 0.7
 _W_TO_CS = 0.5  # W → cs̄ among hadronic W decays
@@ -89,7 +90,7 @@ _PTHAT_BIAS_POWER = 4.0
 _PTHAT_ALPHA = 0.45
 _PDF_POWER = 2.0
 _QCD_Y_BOOST, _QCD_Y_STAR = 0.9, 0.9
-_QCD_PAIR_BB, _QCD_PAIR_CC = 0.04, 0.05  # both hard partons heavy (gg → bb̄, cc̄)
+_QCD_PAIR_BB, _QCD_PAIR_CC = 0.055, 0.05  # both hard partons heavy (gg → bb̄, cc̄)
 _QCD_SINGLE_B, _QCD_SINGLE_C = 0.06, 0.08  # one heavy parton (flavour excitation)
 
 # Final-state splitting of a hard parton into two resolved jets.
@@ -121,18 +122,19 @@ _MUON_Z_MIN, _MUON_Z_MAX = 0.02, 0.3
 _MUON_ANGLE_SPREAD = 0.05
 _MET_NOISE = 15.0  # GeV per component
 
-# Jet_btagDeepB ~ Beta(a, b) per hadron flavour, chosen so that P(> 0.5) is exact:
-# Beta(1, b) has P(> 0.5) = 0.5**b and Beta(a, 1) has P(> 0.5) = 1 - 0.5**a.
+# Jet_btagDeepB ~ Beta(a, b) per hadron flavour, so that P(> working point w) is exact:
+# Beta(1, b) has P(> w) = (1 - w)**b (falling, light and c) and Beta(a, 1) has P(> w) = 1 - w**a
+# (rising, b).
 BTAG_WORKING_POINT = 0.5
 BTAG_EFFICIENCY = {5: 0.73, 4: 0.12, 0: 0.016}
 _BTAG_BETA = {
-    0: (1.0, math.log(BTAG_EFFICIENCY[0]) / math.log(0.5)),
-    4: (1.0, math.log(BTAG_EFFICIENCY[4]) / math.log(0.5)),
-    5: (math.log(1.0 - BTAG_EFFICIENCY[5]) / math.log(0.5), 1.0),
+    0: (1.0, math.log(BTAG_EFFICIENCY[0]) / math.log(1.0 - BTAG_WORKING_POINT)),
+    4: (1.0, math.log(BTAG_EFFICIENCY[4]) / math.log(1.0 - BTAG_WORKING_POINT)),
+    5: (math.log(1.0 - BTAG_EFFICIENCY[5]) / math.log(BTAG_WORKING_POINT), 1.0),
 }
 
 _CHUNK_MIN, _CHUNK_MAX = 1_000, 200_000
-_EXPECTED_EFFICIENCY = {"signal": 0.85, "background": 0.45}
+_EXPECTED_EFFICIENCY = {"signal": 0.88, "background": 0.5}  # sizes the chunks
 _WRITE_BLOCK = 250_000
 
 JET_FIELDS = ("pt", "eta", "phi", "mass", "btagDeepB", "hadronFlavour")
@@ -155,16 +157,16 @@ class _Partons:
 
 @dataclass(frozen=True)
 class _Chunk:
-    """Selected events of one chunk: per-event arrays and jagged collections as counts + values."""
+    """Selected events of one chunk, collections as counts + flat values (NanoAOD's layout).
+
+    ``scalars``: ``genWeight``, ``MET_pt``, ``MET_phi``; ``counts``: objects per event by
+    collection (``Jet``, ``Muon``); ``values``: flat values by branch name (``Jet_pt``, ...).
+    """
 
     n_generated: int
-    gen_weight: np.ndarray
-    met_pt: np.ndarray
-    met_phi: np.ndarray
-    jet_counts: np.ndarray
-    jets: dict[str, np.ndarray]
-    muon_counts: np.ndarray
-    muons: dict[str, np.ndarray]
+    scalars: dict[str, np.ndarray]
+    counts: dict[str, np.ndarray]
+    values: dict[str, np.ndarray]
 
 
 def generate_events(
@@ -211,7 +213,7 @@ def generate_events(
         size = math.ceil(1.1 * missing / _EXPECTED_EFFICIENCY[kind]) + 64
         chunk = _generate_chunk(rng, min(max(size, _CHUNK_MIN), _CHUNK_MAX), kind=kind)
         chunks.append(chunk)
-        n_selected += len(chunk.gen_weight)
+        n_selected += len(chunk.scalars["genWeight"])
         n_generated += chunk.n_generated
 
     index = np.arange(first_event, first_event + n_events, dtype=np.uint64)
@@ -220,21 +222,18 @@ def generate_events(
         "run": np.ones(n_events, dtype=np.uint32),
         "luminosityBlock": (index // np.uint64(1000) + np.uint64(1)).astype(np.uint32),
         "event": index + base,
-        "genWeight": _concat([c.gen_weight for c in chunks], n_events, np.float32),
-        "MET_pt": _concat([c.met_pt for c in chunks], n_events, np.float32),
-        "MET_phi": _concat([c.met_phi for c in chunks], n_events, np.float32),
     }
-    for name, counts_of, fields_of, fields in (
-        ("Jet", lambda c: c.jet_counts, lambda c: c.jets, JET_FIELDS),
-        ("Muon", lambda c: c.muon_counts, lambda c: c.muons, MUON_FIELDS),
-    ):
-        counts = _concat([counts_of(c) for c in chunks], n_events, np.int32)
+    for name in ("genWeight", "MET_pt", "MET_phi"):
+        events[name] = _concat([c.scalars[name] for c in chunks], n_events, np.float32)
+    for collection, fields in (("Jet", JET_FIELDS), ("Muon", MUON_FIELDS)):
+        counts = _concat([c.counts[collection] for c in chunks], n_events, np.int32)
         n_values = int(counts.sum())
-        events[f"n{name}"] = counts
+        events[f"n{collection}"] = counts
         for field in fields:
+            branch = f"{collection}_{field}"
             dtype = np.int32 if field in _INT_FIELDS else np.float32
-            values = _concat([fields_of(c)[field] for c in chunks], n_values, dtype)
-            events[f"{name}_{field}"] = ak.unflatten(values, counts)
+            values = _concat([c.values[branch] for c in chunks], n_values, dtype)
+            events[branch] = ak.unflatten(values, counts)
 
     if n_generated:
         logger.info(
@@ -283,7 +282,12 @@ def write_sample(
 
     _check_kind(kind)
     _check_int("n_files", n_files, minimum=1)
-    _check_int("n_events", n_events, minimum=n_files)
+    _check_int("n_events", n_events, minimum=1)
+    if n_events < n_files:
+        raise ValueError(
+            f"n_events must be at least n_files so that no file is empty; got "
+            f"n_events={n_events!r}, n_files={n_files!r}"
+        )
     _check_int("seed", seed, minimum=0, limit=SEED_LIMIT)
     prefix = f"synthetic_{kind}" if prefix is None else prefix
     if not prefix or os.sep in prefix or (os.altsep and os.altsep in prefix):
@@ -432,7 +436,7 @@ def _sample_hard_scatter(
     n_kept = 0
     while n_kept < n:
         size = math.ceil(1.5 * (n - n_kept)) + 16
-        pthat = _PTHAT_MIN * rng.random(size) ** (-1.0 / _PTHAT_ALPHA)
+        pthat = _PTHAT_MIN * (1.0 - rng.random(size)) ** (-1.0 / _PTHAT_ALPHA)
         y_star = rng.normal(0.0, _QCD_Y_STAR, size)
         y_boost = rng.normal(0.0, _QCD_Y_BOOST, size)
         x_common = 2.0 * pthat / _SQRT_S * np.cosh(y_star)
@@ -461,50 +465,54 @@ def _detector_events(
 
     # Radiation out of the jet cone: a loss of pT with an exponential tail.
     pt = pt * (1.0 - np.minimum(rng.exponential(_OUT_OF_CONE, pt.shape), _OUT_OF_CONE_MAX))
-    ratio = _JET_MASS_RATIO * (np.maximum(pt, 1.0) / _JET_MASS_PIVOT) ** -_JET_MASS_SLOPE
-    shower = pt * ratio * np.exp(rng.normal(0.0, _JET_MASS_SPREAD, pt.shape))
+    log_ratio = -_JET_MASS_SLOPE * np.log(np.maximum(pt, 1.0) / _JET_MASS_PIVOT)
+    shower = pt * _JET_MASS_RATIO * np.exp(log_ratio + rng.normal(0.0, _JET_MASS_SPREAD, pt.shape))
     mass = np.sqrt(mass**2 + shower**2)
 
     # Semileptonic decays: a neutrino leaves the jet (→ MET), a muon may be reconstructed.
     probability = np.select(
         [flavour == 5, flavour == 4], [_SEMILEPTONIC[5], _SEMILEPTONIC[4]], _SEMILEPTONIC[0]
     )
-    decays = valid & (rng.random(pt.shape) < probability)
-    nu_pt = np.where(decays, rng.uniform(0.0, _NEUTRINO_Z_MAX, pt.shape) * pt, 0.0)
-    pt = pt - nu_pt
-    met_x = (nu_pt * np.cos(phi)).sum(axis=1) + rng.normal(0.0, _MET_NOISE, n)
-    met_y = (nu_pt * np.sin(phi)).sum(axis=1) + rng.normal(0.0, _MET_NOISE, n)
-    muon_pt = rng.uniform(_MUON_Z_MIN, _MUON_Z_MAX, pt.shape) * pt
-    muon_eta = eta + rng.normal(0.0, _MUON_ANGLE_SPREAD, pt.shape)
-    muon_phi = _wrap_phi(phi + rng.normal(0.0, _MUON_ANGLE_SPREAD, pt.shape))
-    muon_charge = np.where(rng.random(pt.shape) < 0.5, -1, 1)
+    event, slot = np.nonzero(valid & (rng.random(pt.shape) < probability))
+    n_decays = len(event)
+    parent_phi = phi[event, slot]
+    nu_pt = rng.uniform(0.0, _NEUTRINO_Z_MAX, n_decays) * pt[event, slot]
+    pt[event, slot] -= nu_pt
+    met_x = np.bincount(event, nu_pt * np.cos(parent_phi), n) + rng.normal(0.0, _MET_NOISE, n)
+    met_y = np.bincount(event, nu_pt * np.sin(parent_phi), n) + rng.normal(0.0, _MET_NOISE, n)
+    muons = {
+        "pt": rng.uniform(_MUON_Z_MIN, _MUON_Z_MAX, n_decays) * pt[event, slot],
+        "eta": eta[event, slot] + rng.normal(0.0, _MUON_ANGLE_SPREAD, n_decays),
+        "phi": _wrap_phi(parent_phi + rng.normal(0.0, _MUON_ANGLE_SPREAD, n_decays)),
+        "charge": np.where(rng.random(n_decays) < 0.5, -1, 1),
+    }
     has_muon = (
-        decays
-        & (rng.random(pt.shape) < _MUON_SHARE)
-        & (muon_pt > _MUON_PT_MIN)
-        & (np.abs(muon_eta) < _MUON_ETA_MAX)
+        (rng.random(n_decays) < _MUON_SHARE)
+        & (muons["pt"] > _MUON_PT_MIN)
+        & (np.abs(muons["eta"]) < _MUON_ETA_MAX)
     )
 
-    pt = pt * np.maximum(rng.normal(1.0, _SMEAR, pt.shape), 0.0)
-    mass = mass * np.maximum(rng.normal(1.0, _SMEAR, pt.shape), 0.0)
+    pt *= np.maximum(rng.normal(1.0, _SMEAR, pt.shape), 0.0)
+    mass *= np.maximum(rng.normal(1.0, _SMEAR, pt.shape), 0.0)
     good = valid & (pt > JET_PT_MIN) & (np.abs(eta) < JET_ETA_MAX)
-    n_jets = good.sum(axis=1)
-    keep = n_jets >= MIN_JETS
+    keep = good.sum(axis=1) >= MIN_JETS
 
     jet_fields = {"pt": pt, "eta": eta, "phi": phi, "mass": mass, "hadronFlavour": flavour}
-    jet_counts, jets = _select_sorted(pt[keep], good[keep], jet_fields, keep)
+    jet_counts, jets = _sorted_jets(good, keep, jet_fields)
     jets["btagDeepB"] = _btag(rng, jets["hadronFlavour"])
-    muon_fields = {"pt": muon_pt, "eta": muon_eta, "phi": muon_phi, "charge": muon_charge}
-    muon_counts, muons = _select_sorted(muon_pt[keep], has_muon[keep], muon_fields, keep)
+    muon_counts, muons = _sorted_muons(event, has_muon, muons, keep)
     return _Chunk(
         n_generated=n,
-        gen_weight=weight[keep],
-        met_pt=np.hypot(met_x, met_y)[keep],
-        met_phi=np.arctan2(met_y, met_x)[keep],
-        jet_counts=jet_counts,
-        jets=jets,
-        muon_counts=muon_counts,
-        muons=muons,
+        scalars={
+            "genWeight": weight[keep],
+            "MET_pt": np.hypot(met_x, met_y)[keep],
+            "MET_phi": np.arctan2(met_y, met_x)[keep],
+        },
+        counts={"Jet": jet_counts, "Muon": muon_counts},
+        values={
+            **{f"Jet_{field}": values for field, values in jets.items()},
+            **{f"Muon_{field}": values for field, values in muons.items()},
+        },
     )
 
 
@@ -547,52 +555,69 @@ def _add_radiation(
     pt_max: np.ndarray,
 ) -> tuple[np.ndarray, ...]:
     """Append Poisson-many soft radiation jets; those within ΔR < 0.4 of a hard jet are absorbed."""
-    pt, eta, phi, mass, flavour, valid = jets
-    n = len(mean)
-    shape = (n, _RAD_SLOTS)
+    n, n_hard = jets[0].shape
+    out = [np.zeros((n, n_hard + _RAD_SLOTS), dtype=array.dtype) for array in jets]
+    for whole, hard in zip(out, jets, strict=True):
+        whole[:, :n_hard] = hard
+    pt, eta, phi, _, flavour, valid = out
+
     count = np.minimum(rng.poisson(mean), _RAD_SLOTS)
-    rad_valid = np.arange(_RAD_SLOTS) < count[:, None]
-    rad_pt = np.minimum(_RAD_PT_MIN * rng.random(shape) ** (-1.0 / _RAD_PT_INDEX), pt_max[:, None])
-    rad_eta = rng.normal(0.0, _RAD_ETA_SPREAD, shape)
-    rad_phi = rng.uniform(-np.pi, np.pi, shape)
-    rad_flavour = _draw_flavour(rng.random(shape), b=_RAD_B, c=_RAD_C)
-
-    d_eta = rad_eta[:, :, None] - eta[:, None, :]
-    d_phi = _wrap_phi(rad_phi[:, :, None] - phi[:, None, :])
-    close = ((d_eta**2 + d_phi**2 < _JET_RADIUS**2) & valid[:, None, :]).any(axis=2)
-    rad_valid &= ~close
-
-    return (
-        np.concatenate([pt, rad_pt], axis=1),
-        np.concatenate([eta, rad_eta], axis=1),
-        np.concatenate([phi, rad_phi], axis=1),
-        np.concatenate([mass, np.zeros(shape)], axis=1),
-        np.concatenate([flavour, rad_flavour], axis=1),
-        np.concatenate([valid, rad_valid], axis=1),
+    event = np.repeat(np.arange(n), count)
+    slot = n_hard + np.arange(len(event)) - np.repeat(np.cumsum(count) - count, count)
+    rad_eta = rng.normal(0.0, _RAD_ETA_SPREAD, len(event))
+    rad_phi = rng.uniform(-np.pi, np.pi, len(event))
+    pt[event, slot] = np.minimum(
+        _RAD_PT_MIN * (1.0 - rng.random(len(event))) ** (-1.0 / _RAD_PT_INDEX), pt_max[event]
     )
+    eta[event, slot] = rad_eta
+    phi[event, slot] = rad_phi
+    flavour[event, slot] = _draw_flavour(rng.random(len(event)), b=_RAD_B, c=_RAD_C)
+    distance = _delta_r2(
+        rad_eta[:, None], rad_phi[:, None], eta[event, :n_hard], phi[event, :n_hard]
+    )
+    valid[event, slot] = ~((distance < _JET_RADIUS**2) & valid[event, :n_hard]).any(axis=1)
+    return tuple(out)
 
 
-def _select_sorted(
-    pt: np.ndarray, mask: np.ndarray, fields: dict[str, np.ndarray], events: np.ndarray
+def _sorted_jets(
+    good: np.ndarray, keep: np.ndarray, fields: dict[str, np.ndarray]
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Counts and flat values of the objects in ``mask``, by decreasing pT within each event.
+    """Counts and flat values of the selected jets of the kept events, by decreasing pT.
 
     Args:
-        pt: ordering key of the kept events, shape ``(kept events, slots)``.
-        mask: which slots of the kept events are objects.
-        fields: full-chunk arrays, shape ``(events, slots)``, to select from.
-        events: boolean mask of the kept events in the chunk.
+        good: which slots are selected jets, shape ``(events, slots)``.
+        keep: which events pass the selection.
+        fields: jet quantities of the same shape as ``good``, including ``"pt"``.
 
     Returns:
-        ``(counts per event, {field: flat values})``.
+        ``(jets per kept event, {field: flat values})``.
     """
-    order = np.argsort(np.where(mask, -pt, np.inf), axis=1, kind="stable")
-    sorted_mask = np.take_along_axis(mask, order, axis=1)
-    values = {
-        name: np.take_along_axis(array[events], order, axis=1)[sorted_mask]
-        for name, array in fields.items()
-    }
-    return mask.sum(axis=1), values
+    n, slots = good.shape
+    good = good & keep[:, None]
+    order = np.argsort(np.where(good, -fields["pt"], np.inf), axis=1)
+    flat = (order + slots * np.arange(n)[:, None])[np.take_along_axis(good, order, axis=1)]
+    return good.sum(axis=1)[keep], {name: array.ravel()[flat] for name, array in fields.items()}
+
+
+def _sorted_muons(
+    event: np.ndarray, accepted: np.ndarray, fields: dict[str, np.ndarray], keep: np.ndarray
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Counts and flat values of the accepted muons of the kept events, by decreasing pT.
+
+    Args:
+        event: chunk event index of each muon candidate.
+        accepted: which candidates are reconstructed muons.
+        fields: muon quantities per candidate, including ``"pt"``.
+        keep: which events of the chunk pass the selection.
+
+    Returns:
+        ``(muons per kept event, {field: flat values})``.
+    """
+    chosen = accepted & keep[event]
+    kept_index = (np.cumsum(keep) - 1)[event[chosen]]
+    order = np.lexsort((-fields["pt"][chosen], kept_index))
+    counts = np.bincount(kept_index, minlength=int(keep.sum()))
+    return counts, {name: array[chosen][order] for name, array in fields.items()}
 
 
 def _draw_flavour(uniform: np.ndarray, *, b: float, c: float) -> np.ndarray:
@@ -614,7 +639,8 @@ def _merge_close(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Merge partons closer than ΔR = 0.4, the closest pair first, until none are.
 
-    The loop is over merge rounds (at most partons - 1), each vectorised over all events.
+    The loop is over merge rounds (at most partons - 1), each vectorised over the events that
+    merged in the round before (the others cannot change).
 
     Returns:
         ``(p4, flavour, valid, merged)``: merged slots hold the four-momentum sum and the heavier
@@ -624,24 +650,28 @@ def _merge_close(
     p4, flavour = p4.copy(), flavour.copy()
     valid = np.ones((n, k), dtype=bool)
     merged = np.zeros((n, k), dtype=bool)
-    upper = np.triu(np.ones((k, k), dtype=bool), 1)
-    rows = np.arange(n)
+    _, eta, phi, _ = _to_pt_eta_phi_mass(p4)
+    first, second = np.triu_indices(k, 1)
+    events = np.arange(n)
     for _ in range(k - 1):
-        _, eta, phi, _ = _to_pt_eta_phi_mass(p4)
-        d_phi = _wrap_phi(phi[:, :, None] - phi[:, None, :])
-        distance = (eta[:, :, None] - eta[:, None, :]) ** 2 + d_phi**2
-        pair_valid = upper & valid[:, :, None] & valid[:, None, :]
-        distance = np.where(pair_valid, distance, np.inf).reshape(n, k * k)
+        distance = _delta_r2(
+            eta[events][:, first],
+            phi[events][:, first],
+            eta[events][:, second],
+            phi[events][:, second],
+        )
+        distance[~(valid[events][:, first] & valid[events][:, second])] = np.inf
         closest = distance.argmin(axis=1)
-        todo = distance[rows, closest] < _JET_RADIUS**2
-        if not todo.any():
+        todo = distance[np.arange(len(events)), closest] < _JET_RADIUS**2
+        events, closest = events[todo], closest[todo]
+        if not len(events):
             break
-        e = rows[todo]
-        i, j = np.divmod(closest[todo], k)
-        p4[e, i] += p4[e, j]
-        flavour[e, i] = np.maximum(flavour[e, i], flavour[e, j])
-        valid[e, j] = False
-        merged[e, i] = True
+        i, j = first[closest], second[closest]
+        p4[events, i] += p4[events, j]
+        flavour[events, i] = np.maximum(flavour[events, i], flavour[events, j])
+        valid[events, j] = False
+        merged[events, i] = True
+        _, eta[events, i], phi[events, i], _ = _to_pt_eta_phi_mass(p4[events, i])
     return p4, flavour, valid, merged
 
 
@@ -690,8 +720,15 @@ def _to_pt_eta_phi_mass(p4: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def _wrap_phi(phi: np.ndarray) -> np.ndarray:
-    """Azimuth wrapped into ``[-π, π)``."""
-    return (phi + np.pi) % (2.0 * np.pi) - np.pi
+    """Azimuth wrapped into ``[-π, π)`` (``floor`` is much faster than a float modulo)."""
+    return phi - 2.0 * np.pi * np.floor((phi + np.pi) / (2.0 * np.pi))
+
+
+def _delta_r2(eta1: np.ndarray, phi1: np.ndarray, eta2: np.ndarray, phi2: np.ndarray) -> np.ndarray:
+    """Squared ΔR between directions whose azimuths lie in ``[-π, π]``."""
+    d_phi = np.abs(phi1 - phi2)
+    d_phi = np.minimum(d_phi, 2.0 * np.pi - d_phi)
+    return (eta1 - eta2) ** 2 + d_phi**2
 
 
 def _concat(parts: list[np.ndarray], n: int, dtype: type) -> np.ndarray:
@@ -702,6 +739,7 @@ def _concat(parts: list[np.ndarray], n: int, dtype: type) -> np.ndarray:
 
 
 def _check_kind(kind: object) -> None:
+    """Raise a clear error unless ``kind`` is one of ``KINDS``."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}; got {kind!r}")
 

@@ -86,6 +86,7 @@ def build_session(
         settings.update(overrides or {})
         if settings.setdefault("spark.master", "local[*]").startswith("local"):
             os.environ["PYSPARK_PYTHON"] = sys.executable
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
             settings.setdefault("spark.pyspark.python", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     for key, value in settings.items():

@@ -1,6 +1,6 @@
 """Atomic directory output on any filesystem Spark can write to (local, ``file://``, ``hdfs://``).
 
-A job writes into a hidden temporary sibling of its output directory and renames it into place
+A job writes into a temporary sibling (``<name>.incomplete-<id>``) of its output directory and renames it into place
 only when complete, so a failed or killed job never leaves a half-written dataset where a
 reader would find it. Renames go through Hadoop's FileSystem API, the layer Spark itself uses.
 """
@@ -41,7 +41,8 @@ def remove_path(spark: SparkSession, path: str) -> None:
 
 def _temporary_sibling(path: str) -> str:
     parent, _, name = path.rstrip("/").rpartition("/")
-    return f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:12]}"
+    # Not hidden: Spark ignores paths starting with "." or "_" when reading them back.
+    return f"{parent}/{name}.incomplete-{uuid.uuid4().hex[:12]}"
 
 
 @contextmanager

@@ -17,7 +17,11 @@ import pyarrow as pa
 
 INT32_MAX = np.iinfo(np.int32).max
 
-_WIDENED = {np.dtype(np.uint8): np.int16, np.dtype(np.uint16): np.int32, np.dtype(np.uint32): np.int64}
+_WIDENED = {
+    np.dtype(np.uint8): np.int16,
+    np.dtype(np.uint16): np.int32,
+    np.dtype(np.uint32): np.int64,
+}
 
 
 class UnsignedOverflowError(OverflowError):
@@ -96,7 +100,9 @@ def _numpy_to_arrow(data: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
             raise TypeError(f"expected values to store as {arrow_type}, got shape {data.shape}")
         rows, size = data.shape[0], data.shape[1]
         try:
-            values = _numpy_to_arrow(data.reshape(rows * size, *data.shape[2:]), arrow_type.value_type)
+            values = _numpy_to_arrow(
+                data.reshape(rows * size, *data.shape[2:]), arrow_type.value_type
+            )
         except UnsignedOverflowError as err:
             raise UnsignedOverflowError(err.row // size, err.value) from None
         offsets = pa.array(np.arange(0, (rows + 1) * size, size, dtype=np.int32))

@@ -53,8 +53,8 @@ def expand_paths(patterns: Sequence[str]) -> list[str]:
         patterns: paths, ``file://`` URLs, glob patterns or remote URLs.
 
     Returns:
-        Absolute local paths (sorted within each pattern) and remote URLs, in the order given,
-        without duplicates.
+        Absolute local paths (sorted within each pattern) and remote URLs, in the order given;
+        a file named twice is read twice.
 
     Raises:
         FileNotFoundError: a local pattern matches nothing, or a local path does not exist.
@@ -79,4 +79,4 @@ def expand_paths(patterns: Sequence[str]) -> list[str]:
             files.extend(matches)
         else:
             raise FileNotFoundError(f"ROOT file {pattern!r} does not exist (looked for {path!r})")
-    return list(dict.fromkeys(files))
+    return files

@@ -112,7 +112,9 @@ def plan_partitions(
     def metadata(path: str) -> tuple[int, dict[str, DataType | None]]:
         with open_tree(path, tree) as ttree:
             require_branches(ttree, branches, path=path, tree=tree)
-            return ttree.num_entries, {name: spark_type_for_branch(ttree[name]) for name in branches}
+            return ttree.num_entries, {
+                name: spark_type_for_branch(ttree[name]) for name in branches
+            }
 
     if len(files) == 1:
         found = [metadata(files[0])]
@@ -300,15 +302,14 @@ def require_branches(ttree: Any, names: Sequence[str], *, path: str, tree: str) 
 def _missing_branches_message(
     missing: Sequence[str], available: Sequence[str], *, path: str, tree: str
 ) -> str:
-    lines = []
+    problems = []
     for name in missing:
         close = difflib.get_close_matches(name, available, n=5, cutoff=0.6)
-        what = "pattern" if glob.has_magic(name) else "branch"
-        suggestion = f"closest: {', '.join(map(repr, close))}" if close else "no similar names"
-        lines.append(f"{what} {name!r} ({suggestion})")
+        what = f"no branch matches {name!r}" if glob.has_magic(name) else f"no branch {name!r}"
+        problems.append(f"{what} (closest: {', '.join(map(repr, close)) or 'none'})")
     return (
-        f"tree {tree!r} in {path!r} has no branch matching " + "; ".join(lines)
-        + f"; it has {len(available)} branches"
+        f"tree {tree!r} in {path!r} lacks requested branches: {'; '.join(problems)}; "
+        f"expected names or glob patterns of its {len(available)} branches (option 'branches')"
     )
 
 
@@ -319,8 +320,7 @@ def _check_magic(location: str, path: str) -> None:
         head = handle.read(len(ROOT_MAGIC))
     if head != ROOT_MAGIC:
         raise ValueError(
-            f"{path!r} is not a ROOT file: expected it to start with {ROOT_MAGIC!r}, "
-            f"got {head!r}"
+            f"{path!r} is not a ROOT file: expected it to start with {ROOT_MAGIC!r}, got {head!r}"
         )
 
 
@@ -346,7 +346,9 @@ def _tree_in(file: Any, tree: str, path: str) -> Any:
         holds = ", ".join(
             f"{name!r} ({classname})" for name, classname in list(classnames.items())[:LISTED_NAMES]
         )
-        more = f" and {len(classnames) - LISTED_NAMES} more" if len(classnames) > LISTED_NAMES else ""
+        more = (
+            f" and {len(classnames) - LISTED_NAMES} more" if len(classnames) > LISTED_NAMES else ""
+        )
         hint = f"closest: {', '.join(map(repr, close))}; " if close else ""
         raise ValueError(
             f"ROOT file {path!r} has no tree {tree!r} (option 'tree'); {hint}"
@@ -355,9 +357,7 @@ def _tree_in(file: Any, tree: str, path: str) -> Any:
     except Exception as err:  # a damaged directory or TTree header
         raise ValueError(f"cannot read tree {tree!r} from ROOT file {path!r}: {err}") from err
     if not isinstance(found, uproot.behaviors.TTree.TTree):
-        raise ValueError(
-            f"{tree!r} in ROOT file {path!r} is a {found.classname}, expected a TTree"
-        )
+        raise ValueError(f"{tree!r} in ROOT file {path!r} is a {found.classname}, expected a TTree")
     return found
 
 

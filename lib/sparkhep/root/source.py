@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -192,9 +192,18 @@ class RootDataSource(DataSource):
     metadata (entry counts, branch types), and the executors read the event data.
     """
 
-    def __init__(self, options: dict[str, str]) -> None:
+    def __init__(self, options: MutableMapping[str, str]) -> None:
+        """Parse the options, and check that this worker can import the reader.
+
+        Spark builds the source at ``.load()`` even when the user gives a schema (and
+        ``schema()`` is never called), so a worker without sparkhep is caught here.
+
+        Args:
+            options: the options as Spark passes them.
+        """
         super().__init__(options)
         self.root_options = parse_root_options(options)
+        _reader_module()
 
     @classmethod
     def name(cls) -> str:
@@ -252,7 +261,7 @@ class RootDataSourceReader(DataSourceReader):
         Returns:
             Record batches that match the Arrow form of the schema exactly.
         """
-        if not isinstance(partition, RootPartition):
+        if not isinstance(partition, RootPartition):  # Spark's stand-in when no file has entries
             return iter(())
         return _reader_module().read_partition(
             partition.path,

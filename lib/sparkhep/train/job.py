@@ -10,11 +10,11 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sparkhep.convert import read_sample, write_events
+from sparkhep.convert import convert_samples, sample_output
 from sparkhep.evaluate.roc import weighted_roc_auc
 from sparkhep.evaluate.scores import collect_scores
 from sparkhep.features.spark import build_features
@@ -114,20 +114,13 @@ def run_train_job(spark: SparkSession, config: JobConfig) -> TrainReport:
 
     report = TrainReport(features=config.features.feature_names())
     report.tracking_uri = configure_tracking()
-    output = config.output.rstrip("/")
-    sample_paths = {s.name: f"{output}/samples/{s.name}" for s in config.samples}
+    sample_paths = {s.name: sample_output(config, s.name) for s in config.samples}
 
-    with report.step("ingest"), ExitStack() as outputs:
-        # All samples appear together or not at all: a bad file in the last sample must not
-        # leave the first ones behind.
-        branches = config.features.branches_to_read()
-        for sample in config.samples:
-            temporary = outputs.enter_context(atomic_directory(spark, sample_paths[sample.name]))
-            frame = read_sample(spark, sample, branches=branches)
-            report.events[sample.name] = write_events(spark, frame, output=temporary)
+    with report.step("ingest"):
+        report.events = convert_samples(spark, config, branches=config.features.branches_to_read())
 
     with report.step("features"):
-        table_path = f"{output}/features"
+        table_path = f"{config.output.rstrip('/')}/features"
         with atomic_directory(spark, table_path) as temporary:
             feature_table(spark, config, sample_paths).write.parquet(temporary)
         table = spark.read.parquet(table_path)
