@@ -14,12 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 def shared_data_dir() -> Path | None:
     """``../shared/data`` beside the checkout (or ``$SPARKHEP_SHARED_DATA``), if present."""
     override = os.environ.get("SPARKHEP_SHARED_DATA")
-    candidates = [Path(override)] if override else []
-    candidates += [REPO.parent / "shared" / "data", REPO.parent.parent / "shared" / "data"]
-    for candidate in candidates:
-        if (candidate / "pythia").is_dir():
-            return candidate.resolve()
-    return None
+    candidate = Path(override) if override else REPO.parent / "shared" / "data"
+    return candidate.resolve() if (candidate / "pythia").is_dir() else None
 
 
 @pytest.fixture(scope="session")
