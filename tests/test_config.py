@@ -51,7 +51,7 @@ def test_minimal_config_expands_variables_and_resolves_paths(tmp_path, monkeypat
     assert config.sample("bkg").paths == (str(tmp_path / "bkg.root"),)
     assert config.sample("sig").label == 1 and config.sample("bkg").label == 0
     assert config.output == str(tmp_path / "output" / "mini")
-    assert config.features.feature_names() == ["Jet1_pt", "Jet2_pt", "HT"]
+    assert config.features.feature_names() == ["Jet1_pt", "Jet1_mask", "Jet2_pt", "Jet2_mask", "HT"]
     assert config.features.branches_to_read() == [
         "run", "luminosityBlock", "event", "genWeight", "Jet_pt"
     ]  # fmt: skip
