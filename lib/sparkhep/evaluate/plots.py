@@ -58,7 +58,7 @@ def roc_plot(test: Scores, path: Path, *, label: str = "test") -> Path:
     ax.set_ylabel(r"Background rejection $1/\varepsilon_B$")
     ax.set_xlim(0, 1)
     ax.legend()
-    mplhep.cms.label(ax=ax, data=False, label="Simulation", rlabel="13 TeV")
+    mplhep.cms.label(ax=ax, data=False, text="Simulation", rlabel="13 TeV")
     return _finish(fig, path)
 
 
@@ -91,7 +91,7 @@ def score_plot(train: Scores, test: Scores, path: Path, *, bins: int = 40) -> Pa
     ax.set_xlabel("Classifier output P(signal)")
     ax.set_ylabel("Normalised (weighted)")
     ax.legend(fontsize="small")
-    mplhep.cms.label(ax=ax, data=False, label="Simulation", rlabel="13 TeV")
+    mplhep.cms.label(ax=ax, data=False, text="Simulation", rlabel="13 TeV")
     return _finish(fig, path)
 
 
