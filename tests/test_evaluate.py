@@ -85,6 +85,7 @@ def test_overtraining_metrics_per_class():
     assert all(0.0 <= m.value <= 1.0 for m in metrics.values())
     # same distributions: no overtraining signal
     assert metrics["ks_p_signal"].value > 1e-3 and metrics["ks_p_background"].value > 1e-3
-    assert set(METRIC_NAMES) == {"test_auc", "eff_s_at_eff_b_1e-3", "eff_s_at_eff_b_1e-2",
-                                 "eff_s_at_eff_b_1e-1", "rej_b_at_eff_s_0.5",
-                                 "rej_b_at_eff_s_0.8", "ks_p_signal", "ks_p_background"}  # fmt: skip
+    assert set(METRIC_NAMES) == {
+        "test_auc", "eff_s_at_eff_b_1e-3", "eff_s_at_eff_b_1e-2", "eff_s_at_eff_b_1e-1",
+        "rej_b_at_eff_s_0.5", "rej_b_at_eff_s_0.8", "ks_p_signal", "ks_p_background",
+    }  # fmt: skip
