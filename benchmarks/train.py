@@ -19,6 +19,7 @@ per-iteration time. Prints a Markdown table of wall time, ratios and weighted te
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -185,7 +186,11 @@ def main(argv=None) -> int:
         "--events", type=int, default=0, help="SYNTHETIC events per class (0: none)"
     )
     parser.add_argument("--no-pythia", action="store_true", help="skip the Pythia samples")
-    parser.add_argument("--pythia", default=str(REPO.parent / "shared/data/pythia"))
+    parser.add_argument(
+        "--pythia",
+        default=os.environ.get("SPARKHEP_SHARED_DATA", "/work/shared/data") + "/pythia",
+        help="directory of the Pythia ROOT files",
+    )
     args = parser.parse_args(argv)
 
     from sparkhep.generate import write_sample
