@@ -99,7 +99,6 @@ class SearchConfig:
 
     points: tuple[Mapping[str, Any], ...] = ()
     parallelism: int = 2
-    refit: bool = True
 
 
 @dataclass(frozen=True)
@@ -484,7 +483,6 @@ def _parse_search(table: _Table, source: Path) -> SearchConfig:
     search = SearchConfig(
         points=tuple(points),
         parallelism=table.get("parallelism", int, 2),
-        refit=table.get("refit", bool, True),
     )
     table.finish()
     if search.parallelism < 1:
