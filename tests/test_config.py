@@ -51,7 +51,7 @@ def test_minimal_config_expands_variables_and_resolves_paths(tmp_path, monkeypat
     assert config.sample("bkg").paths == (str(tmp_path / "bkg.root"),)
     assert config.sample("sig").label == 1 and config.sample("bkg").label == 0
     assert config.output == str(tmp_path / "output" / "mini")
-    assert config.features.feature_names() == ["Jet1_pt", "Jet2_pt", "HT"]
+    assert config.features.feature_names() == ["Jet1_pt", "Jet1_mask", "Jet2_pt", "Jet2_mask", "HT"]
     assert config.features.branches_to_read() == [
         "run", "luminosityBlock", "event", "genWeight", "Jet_pt"
     ]  # fmt: skip
@@ -120,7 +120,61 @@ def test_missing_file_and_bad_toml(tmp_path):
 def test_shipped_configs_are_valid(monkeypatch):
     monkeypatch.chdir(REPO)
     tthad = load_config(REPO / "conf/jobs/tthad.toml")
-    assert len(tthad.features.feature_names()) == 6 * 5 + 4
+    assert len(tthad.features.feature_names()) == 6 * (5 + 1) + 8
     assert tthad.sample("ttbar").label == 1 and tthad.sample("qcd").label == 0
     demo = load_config(REPO / "conf/jobs/demo.toml")
     assert demo.features == tthad.features
+
+
+def test_weights_split_model_and_search_sections(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARKHEP_TEST_DATA", "/d")
+    text = MINIMAL.replace('label = "signal"\n', 'label = "signal"\nxsec = 831.8\n', 1).replace(
+        'paths = "bkg.root"\n', 'paths = "bkg.root"\nxsec = 1.5e6\nsum_genweight = 2.0\n'
+    )
+    text += """
+[model.xgboost]
+max_depth = 4
+[weights]
+lumi = 138000.0
+negative = "keep"
+[split]
+train = 0.6
+validation = 0.1
+test = 0.3
+kfold = 2
+[search]
+parallelism = 3
+points = [{ stepSize = 0.3 }]
+[search.grid]
+maxDepth = [3, 5]
+maxBins = [16, 32]
+"""
+    text = text.replace('engine = "gbt"', 'engine = "xgboost"')
+    config = load_config(_write(tmp_path, text), overrides=["model.params.max_depth=6"])
+    assert (config.sample("sig").xsec, config.sample("bkg").sum_genweight) == (831.8, 2.0)
+    assert (config.weights.lumi, config.weights.negative) == (138000.0, "keep")
+    assert config.split.kfold == 2
+    assert config.model.engine == "xgboost"
+    assert config.model.params == {"max_depth": 6, "maxIter": 5}  # [model.params] wins
+    assert config.search.parallelism == 3
+    assert list(config.search.points) == [
+        {"maxDepth": 3, "maxBins": 16}, {"maxDepth": 3, "maxBins": 32},
+        {"maxDepth": 5, "maxBins": 16}, {"maxDepth": 5, "maxBins": 32}, {"stepSize": 0.3},
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("[model]\n", "[weights]\nnegative = 'keep'\n[model]\n"), "only with model.engine"),
+        (("[model]\n", "[search.grid]\nmaxDepth = [3]\n[model]\n"), "set split.validation > 0"),
+        (('fields = ["pt"]', 'fields = ["pt", "hadronFlavour"]'), "generator-truth"),
+        (('fields = ["pt"]', 'fields = ["pt"]\nselection = "__import__(1)"'), "only the functions"),
+        (('label = "signal"\n', 'label = "signal"\nxsec = 1.0\n'), "give every sample"),
+        (("[model]\n", "[split]\nkfold = 1\n[model]\n"), "kfold"),
+    ],
+)
+def test_inconsistent_sections_are_errors(tmp_path, monkeypatch, edit, message):
+    monkeypatch.setenv("SPARKHEP_TEST_DATA", "/d")
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, MINIMAL.replace(*edit, 1)))

@@ -21,7 +21,12 @@ from sparkhep.features.spec import CollectionFeatures, EventFeature, FeatureSpec
 SPEC = FeatureSpec(
     collections=(
         CollectionFeatures(
-            prefix="Jet", n=3, order_by="pt", fields=("pt", "btagDeepB"), fill_value=-1.0
+            prefix="Jet",
+            n=3,
+            order_by="pt",
+            fields=("pt", "btagDeepB"),
+            fill_value=-1.0,
+            mask=False,
         ),
     ),
     event=(

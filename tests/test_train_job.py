@@ -36,7 +36,7 @@ def _config(tmp_path: Path, synthetic: Path, *extra: str):
         f"job.output='{tmp_path / 'out'}'",
         f"samples.synthetic_ttbar.paths=['{synthetic}/synthetic_signal_*.root']",
         f"samples.synthetic_qcd.paths=['{synthetic}/synthetic_background_*.root']",
-        "model.params.maxIter=10",
+        "model.gbt.maxIter=10",
         "mlflow.registered_model='job-test'",
         "mlflow.experiment='job-test'",
         *extra,
@@ -52,10 +52,10 @@ def trained(spark, synthetic, tracking, tmp_path_factory):
 
 @pytest.mark.slow
 def test_job_registers_a_version_with_its_metrics(trained, tracking):
-    _, report = trained
+    config, report = trained
     assert report.events == {"synthetic_ttbar": EVENTS_PER_KIND, "synthetic_qcd": EVENTS_PER_KIND}
     assert sum(report.split_events.values()) == 2 * EVENTS_PER_KIND
-    assert set(report.split_events) == {"train", "test"}
+    assert set(report.split_events) == {"train", "validation", "test"}
     client = mlflow.MlflowClient(tracking_uri=tracking, registry_uri=tracking)
     version = client.get_model_version("job-test", report.model_version)
     assert version.run_id == report.run_id
@@ -64,15 +64,23 @@ def test_job_registers_a_version_with_its_metrics(trained, tracking):
     assert 0.8 < report.test_auc <= 1.0
     assert run.data.metrics["events_synthetic_ttbar"] == EVENTS_PER_KIND
     assert run.data.params["model.maxIter"] == "10"
-    assert run.data.params["n_features"] == "34"
-    assert set(report.timings) == {"ingest", "features", "train", "evaluate", "register"}
+    declared = config.features.feature_names()
+    assert report.features == [n for n in declared if n not in report.dropped_features]
+    assert run.data.params["n_features"] == str(len(report.features))
+    assert set(report.timings) == {"ingest", "features", "train", "evaluate", "log", "register"}
 
 
 @pytest.mark.slow
 def test_job_writes_samples_and_feature_table_without_temporaries(trained, spark):
     config, _ = trained
     out = Path(config.output)
-    assert sorted(p.name for p in out.iterdir()) == ["features", "samples"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoints",
+        "features",
+        "metrics.json",
+        "plots",
+        "samples",
+    ]
     assert sorted(p.name for p in (out / "samples").iterdir()) == [
         "synthetic_qcd",
         "synthetic_ttbar",

@@ -103,13 +103,30 @@ def _train(args: argparse.Namespace) -> int:
             "events per sample": _pairs(report.events),
             "events per split": _pairs(dict(sorted(report.split_events.items()))),
             f"features ({len(report.features)})": ", ".join(report.features),
+            "dropped (constant)": ", ".join(report.dropped_features) or "none",
+            "engine": report.engine
+            + (f", k-fold {report.kfold}" if report.kfold else "")
+            + (f", best of {report.trials}: {report.best_params}" if report.trials else ""),
             "test_auc (weighted)": f"{report.test_auc:.4f}",
             "time per step": ", ".join(f"{k} {v:.1f} s" for k, v in report.timings.items()),
-            "model": f"models:/{report.registered_model}/{report.model_version} "
-            f"(run {report.run_id}, tracking {report.tracking_uri})",
+            "model": (
+                f"models:/{report.registered_model}/{report.model_version}"
+                if report.model_version
+                else "k-fold models logged under folds/ (not registered)"
+            )
+            + f" (run {report.run_id}, tracking {report.tracking_uri})",
         },
     )
+    _print_metrics(report.metrics, report.metrics_path)
     return 0
+
+
+def _print_metrics(metrics: dict, path: str) -> None:
+    print(f"\n  {'metric':<22} {'value':>10} {'± bootstrap':>12} {'N_eff (Kish)':>13}")
+    for name, metric in metrics.items():
+        error = "" if metric.error != metric.error else f"{metric.error:.4g}"
+        print(f"  {name:<22} {metric.value:>10.4g} {error:>12} {metric.n_eff:>13.1f}")
+    print(f"  (also in {path})")
 
 
 def _convert(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ expanded from the environment, relative paths resolve against the working direct
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
 import re
 import tomllib
@@ -17,10 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparkhep.features.spec import EVENT_KINDS, CollectionFeatures, EventFeature, FeatureSpec
+from sparkhep.features.expression import ExpressionError
+from sparkhep.features.spec import (
+    COLLECTION_KINDS,
+    EVENT_KINDS,
+    CollectionFeatures,
+    EventFeature,
+    FeatureSpec,
+)
 
 LABELS = {"signal": 1, "background": 0}
-ENGINES = ("gbt",)
+ENGINES = ("gbt", "mlp", "xgboost")
+NEGATIVE_WEIGHT_POLICIES = ("keep", "clip", "abs")
 _REQUIRED = object()
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -37,6 +46,24 @@ class SampleConfig:
     paths: tuple[str, ...]
     label: int
     tree: str = "Events"
+    xsec: float | None = None
+    sum_genweight: float | None = None
+
+
+@dataclass(frozen=True)
+class WeightsConfig:
+    """How event weights are built for training and evaluation.
+
+    Attributes:
+        lumi: integrated luminosity (in the inverse unit of the samples' ``xsec``).
+        balance_classes: rescale each class to a mean training weight of 1.
+        negative: policy for negative weights: ``keep`` (xgboost only), ``clip`` to 0, ``abs``;
+            ``None`` refuses them on the MLlib engines.
+    """
+
+    lumi: float = 1.0
+    balance_classes: bool = True
+    negative: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,14 +73,32 @@ class SplitConfig:
     train: float = 0.7
     validation: float = 0.0
     test: float = 0.3
+    kfold: int = 0
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which estimator to train and its parameters (MLlib parameter names)."""
+    """Which estimator to train and its parameters.
+
+    ``params`` are those of the chosen engine: its own table (``[model.gbt]``, ``[model.mlp]``,
+    ``[model.xgboost]``) updated by ``[model.params]``.
+    """
 
     engine: str = "gbt"
     params: Mapping[str, Any] = field(default_factory=dict)
+    hidden_layers: tuple[int, ...] = (64, 32)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Hyper-parameter search: the points tried (each a dict of ``model.params`` overrides).
+
+    Empty ``points`` means no search. Points come from ``[search.grid]`` (every combination) and
+    ``search.points`` (a list); each is scored by the weighted AUC on the validation split.
+    """
+
+    points: tuple[Mapping[str, Any], ...] = ()
+    parallelism: int = 2
 
 
 @dataclass(frozen=True)
@@ -77,6 +122,8 @@ class JobConfig:
     model: ModelConfig
     mlflow: MlflowConfig
     raw: Mapping[str, Any]
+    weights: WeightsConfig = WeightsConfig()
+    search: SearchConfig = SearchConfig()
 
     def sample(self, name: str) -> SampleConfig:
         """The sample called ``name``."""
@@ -231,12 +278,19 @@ def _parse(raw: dict[str, Any], source: Path) -> JobConfig:
     features = _parse_features(top.table("features"), source)
     split = _parse_split(top.table("split", {}), source)
 
-    model = top.table("model")
-    model_config = ModelConfig(
-        engine=model.choice("engine", ENGINES, "gbt"),
-        params=model.get("params", dict, {}),
-    )
-    model.finish()
+    model_config = _parse_model(top.table("model"), source)
+    weights = _parse_weights(top.table("weights", {}), source, samples)
+    if model_config.engine != "xgboost" and weights.negative == "keep":
+        raise ConfigError(
+            f"{source}: weights.negative = 'keep' works only with model.engine = 'xgboost' "
+            f"(MLlib {model_config.engine!r} rejects negative weights); use 'clip' or 'abs'"
+        )
+    search = _parse_search(top.table("search", {}), source)
+    if search.points and split.validation <= 0:
+        raise ConfigError(
+            f"{source}: [search] scores each point on the validation split; "
+            "set split.validation > 0"
+        )
 
     tracking = top.table("mlflow", {})
     mlflow_config = MlflowConfig(
@@ -255,6 +309,8 @@ def _parse(raw: dict[str, Any], source: Path) -> JobConfig:
         model=model_config,
         mlflow=mlflow_config,
         raw=raw,
+        weights=weights,
+        search=search,
     )
 
 
@@ -275,9 +331,19 @@ def _parse_sample(name: str, data: dict[str, Any], source: Path) -> SampleConfig
         )
     label = table.choice("label", list(LABELS))
     tree = table.get("tree", str, "Events")
+    xsec = table.get("xsec", float, None)
+    sum_genweight = table.get("sum_genweight", float, None)
     table.finish()
+    for key, value in (("xsec", xsec), ("sum_genweight", sum_genweight)):
+        if value is not None and value <= 0:
+            raise ConfigError(f"{source}: key 'samples.{name}.{key}' must be > 0, got {value!r}")
     return SampleConfig(
-        name=name, paths=tuple(_resolve(p) for p in paths), label=LABELS[label], tree=tree
+        name=name,
+        paths=tuple(_resolve(p) for p in paths),
+        label=LABELS[label],
+        tree=tree,
+        xsec=xsec,
+        sum_genweight=sum_genweight,
     )
 
 
@@ -285,6 +351,7 @@ def _parse_features(table: _Table, source: Path) -> FeatureSpec:
     weight = table.get("weight", str, "") or None
     fill_value = table.get("fill_value", float, 0.0)
     event_id = tuple(table.get("event_id", list, ["run", "luminosityBlock", "event"]))
+    allow_truth = table.get("allow_truth", bool, False)
     collections = []
     for index, entry in enumerate(table.get("collections", list, [])):
         block = _Table(entry, source, f"features.collections[{index}]")
@@ -296,6 +363,8 @@ def _parse_features(table: _Table, source: Path) -> FeatureSpec:
                 order_by=block.get("order_by", str, "pt"),
                 fields=tuple(fields),
                 fill_value=block.get("fill_value", float, fill_value),
+                selection=block.get("selection", str, None),
+                mask=block.get("mask", bool, True),
             )
         )
         block.finish()
@@ -306,28 +375,119 @@ def _parse_features(table: _Table, source: Path) -> FeatureSpec:
     event = []
     event_table = table.table("event", {})
     for feature_name in list(event_table.data):
-        entry = _Table(
-            event_table.get(feature_name, dict), source, f"features.event.{feature_name}"
+        event.append(
+            _parse_event_feature(
+                feature_name, event_table.get(feature_name, dict), source, fill_value
+            )
         )
-        kind = entry.choice("kind", EVENT_KINDS)
-        feature = EventFeature(
-            name=feature_name,
-            kind=kind,  # type: ignore[arg-type]
-            collection=entry.get("collection", str) if kind != "branch" else None,
-            field=entry.get("field", str, "btagDeepB" if kind == "nbtag" else "pt"),
-            working_point=entry.get("working_point", float) if kind == "nbtag" else None,
-            branch=entry.get("branch", str, feature_name) if kind == "branch" else None,
-        )
-        entry.finish()
-        event.append(feature)
     event_table.finish()
     table.finish()
-    spec = FeatureSpec(
-        collections=tuple(collections), event=tuple(event), weight=weight, event_id=event_id
-    )
+    try:
+        spec = FeatureSpec(
+            collections=tuple(collections),
+            event=tuple(event),
+            weight=weight,
+            event_id=event_id,
+            allow_truth=allow_truth,
+        )
+    except ValueError as err:
+        raise ConfigError(f"{source}: [features]: {err}") from err
     if not spec.feature_names():
         raise ConfigError(f"{source}: [features] declares no features")
     return spec
+
+
+def _parse_event_feature(
+    name: str, data: dict[str, Any], source: Path, fill_value: float
+) -> EventFeature:
+    entry = _Table(data, source, f"features.event.{name}")
+    kind = entry.choice("kind", EVENT_KINDS)
+    tagged = kind in ("nbtag", "dr_bb")
+    feature = EventFeature(
+        name=name,
+        kind=kind,  # type: ignore[arg-type]
+        collection=entry.get("collection", str) if kind in COLLECTION_KINDS else None,
+        field=entry.get("field", str, "btagDeepB") if tagged else "btagDeepB",
+        working_point=entry.get("working_point", float) if tagged else None,
+        branch=entry.get("branch", str, name) if kind == "branch" else None,
+        expression=entry.get("expression", str) if kind == "expr" else None,
+        selection=entry.get("selection", str, None) if kind in COLLECTION_KINDS else None,
+        max_objects=entry.get("max_objects", int, 6) if kind in ("top_mass", "w_mass") else 6,
+        fill_value=entry.get("fill_value", float, fill_value),
+    )
+    entry.finish()
+    try:
+        feature.branches()
+    except ExpressionError as err:
+        raise ConfigError(f"{source}: features.event.{name}: {err}") from err
+    return feature
+
+
+def _parse_model(table: _Table, source: Path) -> ModelConfig:
+    engine = table.choice("engine", ENGINES, "gbt")
+    per_engine = {name: table.get(name, dict, {}) for name in ENGINES}
+    hidden = table.get("hidden_layers", list, [64, 32])
+    if not all(isinstance(h, int) and h > 0 for h in hidden):
+        raise ConfigError(
+            f"{source}: key 'model.hidden_layers' must be a list of positive integers, "
+            f"got {hidden!r}"
+        )
+    config = ModelConfig(
+        engine=engine,
+        params={**per_engine[engine], **table.get("params", dict, {})},
+        hidden_layers=tuple(hidden),
+    )
+    table.finish()
+    return config
+
+
+def _parse_weights(table: _Table, source: Path, samples: Sequence[SampleConfig]) -> WeightsConfig:
+    weights = WeightsConfig(
+        lumi=table.get("lumi", float, 1.0),
+        balance_classes=table.get("balance_classes", bool, True),
+        negative=(
+            table.choice("negative", NEGATIVE_WEIGHT_POLICIES) if "negative" in table.data else None
+        ),
+    )
+    table.finish()
+    if weights.lumi <= 0:
+        raise ConfigError(f"{source}: key 'weights.lumi' must be > 0, got {weights.lumi!r}")
+    with_xsec = [s.name for s in samples if s.xsec is not None]
+    if with_xsec and len(with_xsec) != len(samples):
+        without = [s.name for s in samples if s.xsec is None]
+        raise ConfigError(
+            f"{source}: samples {with_xsec!r} have an xsec but {without!r} do not; "
+            "give every sample a cross-section or none"
+        )
+    return weights
+
+
+def _parse_search(table: _Table, source: Path) -> SearchConfig:
+    grid = table.table("grid", {})
+    axes = {}
+    for name in list(grid.data):
+        values = grid.get(name, list)
+        if not values:
+            raise ConfigError(f"{source}: key 'search.grid.{name}' must be a non-empty list")
+        axes[name] = values
+    grid.finish()
+    points = [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
+    if not axes:
+        points = []
+    for index, point in enumerate(table.get("points", list, [])):
+        if not isinstance(point, dict) or not point:
+            raise ConfigError(
+                f"{source}: search.points[{index}] must be a table of parameters, got {point!r}"
+            )
+        points.append(point)
+    search = SearchConfig(
+        points=tuple(points),
+        parallelism=table.get("parallelism", int, 2),
+    )
+    table.finish()
+    if search.parallelism < 1:
+        raise ConfigError(f"{source}: key 'search.parallelism' must be ≥ 1")
+    return search
 
 
 def _parse_split(table: _Table, source: Path) -> SplitConfig:
@@ -335,8 +495,13 @@ def _parse_split(table: _Table, source: Path) -> SplitConfig:
         train=table.get("train", float, 0.7),
         validation=table.get("validation", float, 0.0),
         test=table.get("test", float, 0.3),
+        kfold=table.get("kfold", int, 0),
     )
     table.finish()
+    if split.kfold == 1 or split.kfold < 0:
+        raise ConfigError(
+            f"{source}: key 'split.kfold' must be 0 (no k-fold) or ≥ 2, got {split.kfold}"
+        )
     parts = (split.train, split.validation, split.test)
     if (
         any(p < 0 for p in parts)

@@ -1,6 +1,6 @@
 """The train job: ROOT samples → Parquet → features → split → fit → evaluate → MLflow.
 
-Reading and writing happen at the edges (``convert_sample``, the feature table write, MLflow);
+Reading and writing happen at the edges (``convert_samples``, the feature table write, MLflow);
 the steps between are DataFrame → DataFrame functions tested on their own.
 """
 
@@ -9,23 +9,30 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sparkhep.convert import convert_samples, sample_output
-from sparkhep.evaluate.roc import weighted_roc_auc
+from sparkhep.evaluate import plots
+from sparkhep.evaluate.lineage import git_commit, input_manifest
+from sparkhep.evaluate.metrics import Metric, overtraining_metrics, physics_metrics
 from sparkhep.evaluate.scores import collect_scores
 from sparkhep.features.spark import build_features
 from sparkhep.features.split import SPLIT_COLUMN, assign_split
-from sparkhep.registry.spark_model import log_and_register
+from sparkhep.registry.spark_model import log_and_register, spark_pip_requirements
 from sparkhep.registry.tracking import configure_tracking
 from sparkhep.storage import atomic_directory
-from sparkhep.train.pipeline import build_pipeline
-from sparkhep.train.weights import class_balanced_weights
+from sparkhep.train.diagnostics import feature_importances, loss_curves
+from sparkhep.train.kfold import score_out_of_fold, train_folds
+from sparkhep.train.pipeline import VALIDATION, fit_pipeline
+from sparkhep.train.search import best_trial, run_search
+from sparkhep.train.weights import sample_scales, training_weights
 
 if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
 
     from sparkhep.config import JobConfig
@@ -44,8 +51,16 @@ class TrainReport:
     events: dict[str, int] = field(default_factory=dict)
     split_events: dict[str, int] = field(default_factory=dict)
     features: list[str] = field(default_factory=list)
+    dropped_features: list[str] = field(default_factory=list)
+    engine: str = ""
     test_auc: float = float("nan")
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    best_params: dict[str, Any] = field(default_factory=dict)
+    trials: int = 0
+    kfold: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    plots: list[str] = field(default_factory=list)
+    metrics_path: str = ""
     run_id: str = ""
     registered_model: str = ""
     model_version: str = ""
@@ -62,7 +77,7 @@ class TrainReport:
 
 
 def labelled_features(
-    events: DataFrame, config: JobConfig, *, sample: str, label: int
+    events: DataFrame, config: JobConfig, *, sample: str, label: int, scale: float = 1.0
 ) -> DataFrame:
     """One sample's events → event id, sample, label, weight and the feature columns.
 
@@ -71,26 +86,36 @@ def labelled_features(
         config: the job config (feature spec).
         sample: the sample's name, kept as a column.
         label: 1 for signal, 0 for background.
+        scale: the sample's normalisation (xsec x lumi / Σ genWeight, see ``sample_scales``).
 
     Returns:
-        The sample's rows of the feature table.
+        The sample's rows of the feature table; ``weight`` = genWeight x ``scale``.
     """
     from pyspark.sql import functions as F
 
     spec = config.features
     weight = F.col(spec.weight).cast("double") if spec.weight else F.lit(1.0)
-    tagged = events.withColumns({SAMPLE: F.lit(sample), LABEL: F.lit(float(label)), WEIGHT: weight})
+    tagged = events.withColumns(
+        {SAMPLE: F.lit(sample), LABEL: F.lit(float(label)), WEIGHT: weight * F.lit(scale)}
+    )
     keep = [*spec.event_id, SAMPLE, LABEL, WEIGHT]
     return build_features(tagged, spec, keep=keep)
 
 
 def feature_table(
-    spark: SparkSession, config: JobConfig, sample_paths: dict[str, str]
+    spark: SparkSession,
+    config: JobConfig,
+    sample_paths: dict[str, str],
+    scales: dict[str, float] | None = None,
 ) -> DataFrame:
-    """The labelled, split feature table of all samples, read from their Parquet datasets."""
+    """The labelled, weighted, split feature table of all samples, from their Parquet datasets."""
     parts = [
         labelled_features(
-            spark.read.parquet(sample_paths[s.name]), config, sample=s.name, label=s.label
+            spark.read.parquet(sample_paths[s.name]),
+            config,
+            sample=s.name,
+            label=s.label,
+            scale=(scales or {}).get(s.name, 1.0),
         )
         for s in config.samples
     ]
@@ -98,6 +123,24 @@ def feature_table(
     for part in parts[1:]:
         table = table.unionByName(part)
     return assign_split(table, config.split, event_id=config.features.event_id)
+
+
+def constant_features(table: DataFrame, names: Sequence[str]) -> list[str]:
+    """Feature columns with a single value over ``table`` (e.g. a slot that is always padding).
+
+    Args:
+        table: the rows to look at (the training split).
+        names: the feature columns.
+
+    Returns:
+        The constant ones, in ``names`` order.
+    """
+    from pyspark.sql import functions as F
+
+    aggregates = [F.min(n).alias(f"min{i}") for i, n in enumerate(names)]
+    aggregates += [F.max(n).alias(f"max{i}") for i, n in enumerate(names)]
+    row = table.agg(*aggregates).first()
+    return [n for i, n in enumerate(names) if row[f"min{i}"] == row[f"max{i}"]]
 
 
 def run_train_job(spark: SparkSession, config: JobConfig) -> TrainReport:
@@ -108,66 +151,228 @@ def run_train_job(spark: SparkSession, config: JobConfig) -> TrainReport:
         config: the validated job config.
 
     Returns:
-        Event counts, features, the weighted test AUC, timings and the registered version.
+        Event counts, features, metrics, timings and the registered version.
+
+    Raises:
+        ValueError: when every feature is constant in the training data, or for weights that
+            the chosen engine cannot take.
     """
     import mlflow
 
-    report = TrainReport(features=config.features.feature_names())
+    report = TrainReport(engine=config.model.engine, kfold=config.split.kfold)
     report.tracking_uri = configure_tracking()
+    output = config.output.rstrip("/")
     sample_paths = {s.name: sample_output(config, s.name) for s in config.samples}
 
     with report.step("ingest"):
         report.events = convert_samples(spark, config, branches=config.features.branches_to_read())
 
     with report.step("features"):
-        table_path = f"{config.output.rstrip('/')}/features"
+        scales = sample_scales(spark, config, sample_paths)
+        table_path = f"{output}/features"
         with atomic_directory(spark, table_path) as temporary:
-            feature_table(spark, config, sample_paths).write.parquet(temporary)
+            feature_table(spark, config, sample_paths, scales).write.parquet(temporary)
         table = spark.read.parquet(table_path)
         report.split_events = {
             row[SPLIT_COLUMN]: row["count"] for row in table.groupBy(SPLIT_COLUMN).count().collect()
         }
-
-    with report.step("train"):
-        train = class_balanced_weights(table.filter(f"{SPLIT_COLUMN} = 'train'")).cache()
-        model = build_pipeline(report.features, config.model.params).fit(train)
-        train.unpersist()
-
-    with report.step("evaluate"):
-        test = table.filter(f"{SPLIT_COLUMN} = 'test'")
-        scores, labels, weights = collect_scores(model.transform(test))
-        report.test_auc = weighted_roc_auc(scores, labels, weights)
-
-    with report.step("register"):
-        mlflow.set_experiment(config.mlflow.experiment)
-        with mlflow.start_run(run_name=config.name) as run:
-            report.run_id = run.info.run_id
-            mlflow.log_params(
-                {
-                    "engine": config.model.engine,
-                    **{f"model.{k}": v for k, v in config.model.params.items()},
-                    "features": ",".join(report.features),
-                    "n_features": len(report.features),
-                    "split": json.dumps(
-                        {
-                            "train": config.split.train,
-                            "validation": config.split.validation,
-                            "test": config.split.test,
-                        }
-                    ),
-                    "config_file": str(config.source),
-                }
+        declared = config.features.feature_names()
+        report.dropped_features = constant_features(
+            table.filter(f"{SPLIT_COLUMN} = 'train'"), declared
+        )
+        report.features = [n for n in declared if n not in report.dropped_features]
+        if report.dropped_features:
+            log.warning(
+                "dropping %d features constant in the training data: %s",
+                len(report.dropped_features),
+                ", ".join(report.dropped_features),
             )
+        if not report.features:
+            raise ValueError(
+                f"all {len(declared)} declared features are constant in the training data "
+                f"({', '.join(declared)}); there is nothing to train on"
+            )
+
+    spark.sparkContext.setCheckpointDir(f"{output}/checkpoints")
+    mlflow.set_experiment(config.mlflow.experiment)
+    with mlflow.start_run(run_name=config.name) as run:
+        report.run_id = run.info.run_id
+        _log_inputs(config, report, table, table_path)
+
+        with report.step("train"):
+            fit_rows = table.filter(f"{SPLIT_COLUMN} in ('train', 'validation')")
+            frame = training_weights(fit_rows, config.weights, engine=config.model.engine)
+            frame = frame.withColumn(VALIDATION, frame[SPLIT_COLUMN] == "validation").cache()
+            early_stopping = config.split.validation > 0
+            validation = table.filter(f"{SPLIT_COLUMN} = 'validation'")
+
+            def fit(rows: DataFrame, params: dict[str, Any] | None = None) -> PipelineModel:
+                return fit_pipeline(
+                    rows,
+                    report.features,
+                    config.model,
+                    params=params,
+                    early_stopping=early_stopping,
+                )
+
+            if config.search.points:
+                trials = run_search(
+                    config.search.points,
+                    fit=lambda params: fit(frame, dict(params)),
+                    validation=validation,
+                    parent_run_id=report.run_id,
+                    parallelism=config.search.parallelism,
+                )
+                best = best_trial(trials)
+                report.trials, report.best_params = len(trials), dict(best.params)
+                mlflow.log_params({f"best.{k}": v for k, v in best.params.items()})
+                mlflow.log_metric("best_validation_auc", best.validation_auc)
+            if config.split.kfold:
+                models = train_folds(
+                    frame,
+                    lambda rows: fit(rows, report.best_params),
+                    k=config.split.kfold,
+                    event_id=config.features.event_id,
+                )
+                model = models[0]
+            else:
+                model = fit(frame, report.best_params)
+
+        with report.step("evaluate"):
+            test = table.filter(f"{SPLIT_COLUMN} = 'test'")
+            train = table.filter(f"{SPLIT_COLUMN} = 'train'")
+            if config.split.kfold:
+                event_id = config.features.event_id
+                test_scores = collect_scores(score_out_of_fold(test, models, event_id=event_id))
+                # model f+1 (mod k) was trained on fold f: in-sample scores for the KS check
+                rotated = [*models[1:], models[0]]
+                train_scores = collect_scores(score_out_of_fold(train, rotated, event_id=event_id))
+            else:
+                test_scores = collect_scores(model.transform(test))
+                train_scores = collect_scores(model.transform(train))
+            report.metrics = {
+                **physics_metrics(*test_scores),
+                **overtraining_metrics(train_scores, test_scores),
+            }
+            report.test_auc = report.metrics["test_auc"].value
+            report.plots = _plots(
+                model,
+                Path(output) / "plots",
+                frame,
+                train_scores,
+                test_scores,
+                validation=early_stopping,
+            )
+            frame.unpersist()
+            report.metrics_path = f"{output}/metrics.json"
+            Path(report.metrics_path).write_text(
+                json.dumps({k: m.to_dict() for k, m in report.metrics.items()}, indent=2) + "\n"
+            )
+
+        with report.step("log"):
             mlflow.log_metrics(
                 {
-                    "test_auc": report.test_auc,
+                    **{name: m.value for name, m in report.metrics.items()},
+                    **{f"{name}_err": m.error for name, m in report.metrics.items()},
+                    **{f"{name}_n_eff": m.n_eff for name, m in report.metrics.items()},
                     **{f"events_{name}": n for name, n in report.events.items()},
                     **{f"events_split_{name}": n for name, n in report.split_events.items()},
                     **{f"time_{step}_s": t for step, t in report.timings.items()},
                 }
             )
-            mlflow.log_dict(dict(config.raw), "config/job.json")
-            version = log_and_register(model, registered_model=config.mlflow.registered_model)
-            report.registered_model = version.name
-            report.model_version = str(version.version)
+            mlflow.log_artifact(report.metrics_path)
+            for path in report.plots:
+                mlflow.log_artifact(path, artifact_path="plots")
+            if config.split.kfold:
+                for index, fold_model in enumerate(models):
+                    import mlflow.spark
+
+                    mlflow.spark.log_model(
+                        fold_model,
+                        artifact_path=f"folds/fold_{index}",
+                        pip_requirements=spark_pip_requirements(),
+                    )
+
+        if not config.split.kfold:
+            with report.step("register"):
+                _register(model, config, report)
     return report
+
+
+def _log_inputs(config: JobConfig, report: TrainReport, table: DataFrame, table_path: str) -> None:
+    """Params, effective config, feature spec, input manifest, git commit, datasets."""
+    import mlflow
+    import mlflow.data
+
+    manifest = input_manifest(config)
+    mlflow.log_params(
+        {
+            "engine": config.model.engine,
+            **{f"model.{k}": v for k, v in config.model.params.items()},
+            "features": ",".join(report.features),
+            "n_features": len(report.features),
+            "dropped_features": ",".join(report.dropped_features),
+            "split": json.dumps(
+                {
+                    "train": config.split.train,
+                    "validation": config.split.validation,
+                    "test": config.split.test,
+                    "kfold": config.split.kfold,
+                }
+            ),
+            "weights": json.dumps(
+                {
+                    "lumi": config.weights.lumi,
+                    "balance_classes": config.weights.balance_classes,
+                    "negative": config.weights.negative,
+                }
+            ),
+            "config_file": str(config.source),
+            "input_files": len(manifest),
+            "input_bytes": sum(row["bytes"] or 0 for row in manifest),
+        }
+    )
+    mlflow.set_tag("git_commit", git_commit() or "unknown")
+    mlflow.log_dict(dict(config.raw), "config/job.json")
+    mlflow.log_dict(config.features.to_dict(), "config/feature_spec.json")
+    mlflow.log_dict(
+        {"features": report.features, "dropped_constant": report.dropped_features},
+        "config/features_used.json",
+    )
+    mlflow.log_dict({"files": manifest}, "lineage/input_files.json")
+    dataset = mlflow.data.from_spark(table, path=table_path, name=f"{config.name}-features")
+    mlflow.log_input(dataset, context="training")
+
+
+def _plots(
+    model: PipelineModel,
+    directory: Path,
+    frame: DataFrame,
+    train_scores: tuple,
+    test_scores: tuple,
+    *,
+    validation: bool,
+) -> list[str]:
+    """ROC, score distributions, importances and loss curves as PNG files in ``directory``."""
+    paths = [
+        plots.roc_plot(test_scores, directory / "roc.png"),
+        plots.score_plot(train_scores, test_scores, directory / "scores.png"),
+    ]
+    importances = feature_importances(model)
+    if importances:
+        paths.append(plots.importance_plot(importances, directory / "feature_importance.png"))
+    curves, ylabel = loss_curves(
+        model,
+        train=frame.filter(~frame[VALIDATION]),
+        validation=frame.filter(frame[VALIDATION]) if validation else None,
+    )
+    if curves:
+        paths.append(plots.loss_plot(curves, directory / "loss.png", ylabel=ylabel))
+    return [str(p) for p in paths]
+
+
+# --- register: log the fitted pipeline as the run's model and register a new version ----------
+def _register(model: PipelineModel, config: JobConfig, report: TrainReport) -> None:
+    version = log_and_register(model, registered_model=config.mlflow.registered_model)
+    report.registered_model = version.name
+    report.model_version = str(version.version)

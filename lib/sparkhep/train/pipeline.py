@@ -1,37 +1,236 @@
-"""The Spark ML pipeline a job config asks for: feature assembly plus one estimator."""
+"""The three trainers: Spark ML pipelines for ``engine = "gbt" | "mlp" | "xgboost"``.
+
+Every fitted model is a ``PipelineModel`` whose first stage assembles the feature columns into
+``features`` and whose last stage writes ``probability`` (index 1 = P(signal)):
+
+- ``gbt``: ``[VectorAssembler, GBTClassifier]``, weighted, early stopping on the rows flagged by
+  ``is_validation`` (``validationIndicatorCol``), node-id caching and checkpointing.
+- ``mlp``: ``[VectorAssembler, StandardScaler(withMean, withStd) → features_scaled,
+  MultilayerPerceptronClassifier]``; the input width is read from the assembled vector. MLlib's
+  MLP takes no weights, so it is trained on a sample in which each event appears on average
+  ``train_weight / mean(train_weight)`` times (integer part plus one more with the fractional
+  part as probability) — a weight-proportional sample of about the training size. It is
+  evaluated with the weights like the others.
+- ``xgboost``: ``[VectorAssembler, SparkXGBClassifierModel]``, dense features (``missing`` is NaN,
+  which the features never are: padding is a value, not missing), weighted, early stopping.
+"""
 
 from __future__ import annotations
 
 import difflib
+import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sparkhep.train.weights import TRAIN_WEIGHT
 
 if TYPE_CHECKING:
-    from pyspark.ml import Pipeline
+    from pyspark.ml import PipelineModel
     from pyspark.ml.base import Estimator
+    from pyspark.sql import DataFrame
+
+    from sparkhep.config import ModelConfig
+
+log = logging.getLogger(__name__)
 
 FEATURES_VECTOR = "features"
+SCALED_VECTOR = "features_scaled"
+VALIDATION = "is_validation"
+LABEL = "label"
+
+GBT_DEFAULTS: dict[str, Any] = {
+    "maxIter": 100,
+    "maxDepth": 5,
+    "stepSize": 0.2,
+    "maxBins": 32,
+    "subsamplingRate": 0.8,
+    "featureSubsetStrategy": "all",
+    "validationTol": 0.001,
+    "cacheNodeIds": True,
+    "checkpointInterval": 10,
+    "seed": 42,
+}
+MLP_DEFAULTS: dict[str, Any] = {"maxIter": 300, "solver": "l-bfgs", "tol": 1e-6, "seed": 42}
+XGBOOST_DEFAULTS: dict[str, Any] = {
+    "n_estimators": 400,
+    "max_depth": 5,
+    "learning_rate": 0.1,
+    "tree_method": "hist",
+    "early_stopping_rounds": 20,
+    "eval_metric": "logloss",
+    "random_state": 42,
+}
+# MLlib names accepted for xgboost too, so --set model.params.maxDepth=6 works on every tree engine
+XGBOOST_ALIASES = {
+    "maxIter": "n_estimators",
+    "maxDepth": "max_depth",
+    "stepSize": "learning_rate",
+    "subsamplingRate": "subsample",
+    "maxBins": "max_bin",
+    "seed": "random_state",
+}
 
 
-def gbt_classifier(params: Mapping[str, Any]) -> Estimator:
-    """MLlib ``GBTClassifier`` reading the assembled vector, ``label`` and ``train_weight``.
+def fit_pipeline(
+    frame: DataFrame,
+    feature_names: Sequence[str],
+    model: ModelConfig,
+    *,
+    params: Mapping[str, Any] | None = None,
+    early_stopping: bool = True,
+) -> PipelineModel:
+    """Fit the pipeline of ``model.engine`` on ``frame``.
 
     Args:
-        params: MLlib parameter names and values (``maxIter``, ``maxDepth``, ``stepSize``, …).
+        frame: training rows with ``label``, ``train_weight``, the feature columns and the
+            boolean ``is_validation`` (rows used only for early stopping; none for the MLP).
+        feature_names: the model's input columns, in order.
+        model: engine, parameters and (MLP) hidden layers.
+        params: parameters overriding ``model.params`` (a search point).
+        early_stopping: use the ``is_validation`` rows for early stopping (tree engines).
+
+    Returns:
+        The fitted ``PipelineModel``.
+
+    Raises:
+        ValueError: naming an unknown estimator parameter and the closest valid ones.
+    """
+    from pyspark.ml import Pipeline
+    from pyspark.ml.feature import VectorAssembler
+
+    merged = {**model.params, **(params or {})}
+    assembler = VectorAssembler(inputCols=list(feature_names), outputCol=FEATURES_VECTOR)
+    if model.engine == "gbt":
+        stages = [assembler, gbt_classifier(merged, early_stopping=early_stopping)]
+        return Pipeline(stages=stages).fit(frame)
+    if model.engine == "xgboost":
+        parallelism = frame.sparkSession.sparkContext.defaultParallelism
+        estimator = xgboost_classifier(
+            merged, early_stopping=early_stopping, num_workers=parallelism
+        )
+        return Pipeline(stages=[assembler, estimator]).fit(frame)
+    training = weight_proportional_sample(
+        frame.filter(~frame[VALIDATION]), seed=int(merged.get("seed", 42))
+    )
+    width = _vector_width(assembler.transform(training.limit(0)))
+    layers = [width, *model.hidden_layers, 2]
+    log.info("MLP layers %s (input width from the assembled vector)", layers)
+    stages = [
+        assembler,
+        _standard_scaler(),
+        mlp_classifier(merged, layers=layers),
+    ]
+    return Pipeline(stages=stages).fit(training)
+
+
+def gbt_classifier(params: Mapping[str, Any], *, early_stopping: bool) -> Estimator:
+    """MLlib ``GBTClassifier`` on ``features``/``label``/``train_weight`` with our defaults.
+
+    Args:
+        params: MLlib parameter names and values overriding ``GBT_DEFAULTS``.
+        early_stopping: stop when the loss on the ``is_validation`` rows stops improving.
 
     Returns:
         The configured estimator.
-
-    Raises:
-        ValueError: naming an unknown parameter and the closest valid ones.
     """
     from pyspark.ml.classification import GBTClassifier
 
-    estimator = GBTClassifier(featuresCol=FEATURES_VECTOR, labelCol="label", weightCol=TRAIN_WEIGHT)
+    estimator = GBTClassifier(featuresCol=FEATURES_VECTOR, labelCol=LABEL, weightCol=TRAIN_WEIGHT)
     _check_params(estimator, params)
-    return estimator.setParams(**params)
+    estimator.setParams(**{**GBT_DEFAULTS, **params})
+    if early_stopping:
+        estimator.setValidationIndicatorCol(VALIDATION)
+    return estimator
+
+
+def mlp_classifier(params: Mapping[str, Any], *, layers: Sequence[int]) -> Estimator:
+    """MLlib ``MultilayerPerceptronClassifier`` reading ``features_scaled``.
+
+    Args:
+        params: MLlib parameter names and values overriding ``MLP_DEFAULTS``.
+        layers: widths from input to output (input = assembled vector size, output = 2).
+
+    Returns:
+        The configured estimator.
+    """
+    from pyspark.ml.classification import MultilayerPerceptronClassifier
+
+    estimator = MultilayerPerceptronClassifier(featuresCol=SCALED_VECTOR, labelCol=LABEL)
+    _check_params(estimator, params)
+    if "layers" in params:
+        raise ValueError(
+            "model.params: 'layers' is derived (input width from the features, output 2); "
+            "set model.hidden_layers instead"
+        )
+    return estimator.setParams(**{**MLP_DEFAULTS, **params}, layers=list(layers))
+
+
+def xgboost_classifier(
+    params: Mapping[str, Any], *, early_stopping: bool, num_workers: int
+) -> Estimator:
+    """``xgboost.spark.SparkXGBClassifier``: dense features, weighted, optional early stopping.
+
+    Args:
+        params: xgboost parameter names (or the MLlib aliases in ``XGBOOST_ALIASES``).
+        early_stopping: evaluate on the ``is_validation`` rows and stop early.
+        num_workers: xgboost workers (Spark tasks, one core each).
+
+    Returns:
+        The configured estimator.
+    """
+    from xgboost.spark import SparkXGBClassifier
+
+    translated = {XGBOOST_ALIASES.get(k, k): v for k, v in params.items()}
+    settings = {**XGBOOST_DEFAULTS, "num_workers": num_workers, **translated}
+    if not early_stopping:
+        settings.pop("early_stopping_rounds", None)
+    return SparkXGBClassifier(
+        features_col=FEATURES_VECTOR,
+        label_col=LABEL,
+        weight_col=TRAIN_WEIGHT,
+        validation_indicator_col=VALIDATION if early_stopping else None,
+        missing=math.nan,
+        enable_sparse_data_optim=False,
+        **settings,
+    )
+
+
+def weight_proportional_sample(frame: DataFrame, *, seed: int) -> DataFrame:
+    """Each row repeated ⌊r⌋ times plus once more with probability r - ⌊r⌋, r = w / mean(w).
+
+    Args:
+        frame: rows with ``train_weight`` (non-negative).
+        seed: for the random part.
+
+    Returns:
+        About as many rows as ``frame``, distributed like the weighted events.
+    """
+    from pyspark.sql import functions as F
+
+    mean = frame.agg(F.mean(TRAIN_WEIGHT)).first()[0]
+    if not mean or mean <= 0:
+        raise ValueError(f"training weights have mean {mean!r}; cannot sample by weight")
+    ratio = F.col(TRAIN_WEIGHT) / F.lit(mean)
+    copies = F.floor(ratio) + F.when(F.rand(seed) < ratio - F.floor(ratio), 1).otherwise(0)
+    repeated = frame.withColumn("_copies", copies.cast("int")).filter("_copies > 0")
+    return repeated.withColumn("_copy", F.explode(F.sequence(F.lit(1), "_copies"))).drop(
+        "_copies", "_copy"
+    )
+
+
+def _standard_scaler() -> Any:
+    from pyspark.ml.feature import StandardScaler
+
+    return StandardScaler(
+        withMean=True, withStd=True, inputCol=FEATURES_VECTOR, outputCol=SCALED_VECTOR
+    )
+
+
+def _vector_width(assembled: DataFrame) -> int:
+    """Size of the assembled ``features`` vector, from the column's ML attribute metadata."""
+    attributes = assembled.schema[FEATURES_VECTOR].metadata["ml_attr"]
+    return int(attributes["num_attrs"])
 
 
 def _check_params(estimator: Estimator, params: Mapping[str, Any]) -> None:
@@ -43,20 +242,3 @@ def _check_params(estimator: Estimator, params: Mapping[str, Any]) -> None:
                 f"model.params: {type(estimator).__name__} has no parameter {name!r}; "
                 f"closest: {close!r}"
             )
-
-
-def build_pipeline(feature_names: Sequence[str], params: Mapping[str, Any]) -> Pipeline:
-    """``VectorAssembler`` over the feature columns, then the GBT classifier.
-
-    Args:
-        feature_names: the model's input columns, in order.
-        params: estimator parameters from the job config.
-
-    Returns:
-        An unfitted pipeline.
-    """
-    from pyspark.ml import Pipeline
-    from pyspark.ml.feature import VectorAssembler
-
-    assembler = VectorAssembler(inputCols=list(feature_names), outputCol=FEATURES_VECTOR)
-    return Pipeline(stages=[assembler, gbt_classifier(params)])

