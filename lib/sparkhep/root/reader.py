@@ -109,6 +109,7 @@ class _FileFacts:
     names: list[str] = field(default_factory=list)
     selected: list[str] = field(default_factory=list)
     explicit: set[str] = field(default_factory=set)
+    unmatched: list[str] = field(default_factory=list)
     types: dict[str, DataType | None] = field(default_factory=dict)
     typenames: dict[str, str] = field(default_factory=dict)
     forms: dict[str, Any] = field(default_factory=dict)
@@ -160,6 +161,16 @@ def scan_files(options: RootOptions, *, columns: Sequence[str] | None = None) ->
     else:
         with ThreadPoolExecutor(min(METADATA_THREADS, len(files))) as pool:
             found = list(pool.map(facts, files))
+    # The reference is the first file that has every requested branch; a file before it that
+    # lacks one is bad (skipped or the error), a file after it is compared with it below.
+    for facts_of_file in found:
+        if facts_of_file.problem is not None:
+            continue
+        if not facts_of_file.unmatched:
+            break
+        facts_of_file.problem = _missing_branches_message(
+            facts_of_file.unmatched, facts_of_file.names, path=facts_of_file.path, tree=options.tree
+        )
     reference = next((f for f in found if f.problem is None), None)
     if reference is None:
         listed = "; ".join(f.problem or "" for f in found[:LISTED_PROBLEMS])
@@ -238,9 +249,7 @@ def _file_facts(
     expressions: dict[str, Expression],
 ) -> _FileFacts:
     with open_events(path, options.tree) as events:
-        selected, explicit = select_branches(
-            events, wanted, exclude=options.exclude, path=path, tree=options.tree
-        )
+        selected, explicit, unmatched = resolve_branches(events, wanted, exclude=options.exclude)
         needed = {name for e in expressions.values() for name in e.names}
         missing = sorted(needed - set(events.names))
         if missing:
@@ -256,6 +265,7 @@ def _file_facts(
             names=list(events.names),
             selected=selected,
             explicit=explicit,
+            unmatched=unmatched,
             forms=forms,
             bytes_per_entry=events.bytes_per_entry([*selected, *needed]),
         )
@@ -535,13 +545,23 @@ def select_branches(
     Raises:
         BadFileError: a name does not exist or a pattern matches nothing (with the closest names).
     """
+    names, explicit, unmatched = resolve_branches(events, patterns, exclude=exclude)
+    if unmatched:
+        raise BadFileError(_missing_branches_message(unmatched, events.names, path=path, tree=tree))
+    return names, explicit
+
+
+def resolve_branches(
+    events: EventsReader, patterns: Sequence[str] | None, *, exclude: Sequence[str] = ()
+) -> tuple[list[str], set[str], list[str]]:
+    """Like ``select_branches``, but return the names and patterns that matched nothing."""
     available = events.names
     names: list[str] = []
     explicit: set[str] = set()
+    unmatched: list[str] = []
     if patterns is None:
         names = list(events.leaves)
     else:
-        missing: list[str] = []
         for pattern in patterns:
             if pattern in available:
                 names.append(pattern)
@@ -549,15 +569,13 @@ def select_branches(
             elif glob.has_magic(pattern):
                 matched = [name for name in available if fnmatch.fnmatchcase(name, pattern)]
                 if not matched:
-                    missing.append(pattern)
+                    unmatched.append(pattern)
                 names.extend(matched)
             else:
-                missing.append(pattern)
-        if missing:
-            raise BadFileError(_missing_branches_message(missing, available, path=path, tree=tree))
+                unmatched.append(pattern)
     if exclude:
         names = [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in exclude)]
-    return list(dict.fromkeys(names)), explicit
+    return list(dict.fromkeys(names)), explicit, unmatched
 
 
 def _missing_branches_message(
