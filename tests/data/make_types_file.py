@@ -43,8 +43,14 @@ def main() -> None:
     tree.Branch("f16", buffers["f16"], "f16/f")
     buffers["n"] = np.zeros(1, dtype=np.int32)
     tree.Branch("n", buffers["n"], "n/I")
-    jagged = {"jf": (np.float32, "F"), "jd": (np.float64, "D"), "jb": (np.bool_, "O"),
-              "ju8": (np.uint8, "b"), "ji64": (np.int64, "L"), "ju16": (np.uint16, "s")}
+    jagged = {
+        "jf": (np.float32, "F"),
+        "jd": (np.float64, "D"),
+        "jb": (np.bool_, "O"),
+        "ju8": (np.uint8, "b"),
+        "ji64": (np.int64, "L"),
+        "ju16": (np.uint16, "s"),
+    }
     for name, (dtype, letter) in jagged.items():
         buffers[name] = np.zeros(8, dtype=dtype)
         tree.Branch(name, buffers[name], f"{name}[n]/{letter}")

@@ -115,7 +115,10 @@ def _expand_remote(url: str) -> list[str]:
     import fsspec
 
     try:
-        filesystem, _, found = fsspec.get_fs_token_paths(url, expand=True)
+        # url_to_fs + glob rather than get_fs_token_paths(expand=True), which leaves
+        # ``[...]`` character classes unexpanded.
+        filesystem, stripped = fsspec.core.url_to_fs(url)
+        found = filesystem.glob(stripped)
     except ImportError as err:
         raise ImportError(
             f"cannot list {url!r}: install the fsspec implementation for {scheme}:// "
