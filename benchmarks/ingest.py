@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+SHARED_CANDIDATES = (REPO.parent / "shared" / "data", REPO.parent.parent / "shared" / "data")
 MULTIPLES = (1, 4, 16)
 STEP_BYTES = 32 * 1000**2
 """Uncompressed bytes per baseline chunk: the same as the source's record batches."""
@@ -43,6 +43,7 @@ class Measurement:
     events: int
     baseline_seconds: float
     spark_seconds: float
+    spark_read_seconds: float
     cores: int
 
     @property
@@ -54,6 +55,11 @@ class Measurement:
     def spark_rate_per_core(self) -> float:
         """Spark events/s divided by its cores."""
         return self.events / self.spark_seconds / self.cores
+
+    @property
+    def read_rate_per_core(self) -> float:
+        """Spark events/s per core when the rows go to the ``noop`` sink (no Parquet)."""
+        return self.events / self.spark_read_seconds / self.cores
 
     @property
     def ratio(self) -> float:
@@ -95,6 +101,13 @@ def through_spark(
     write_events(read_root(spark, list(paths), branches=branches), output=str(output))
 
 
+def read_only(spark, paths: Sequence[str], branches: Sequence[str] | None) -> None:
+    """The read alone: rows into Spark's ``noop`` sink, to tell reading from Parquet writing."""
+    from sparkhep.root import read_root
+
+    read_root(spark, list(paths), branches=branches).write.format("noop").mode("overwrite").save()
+
+
 def measure(
     spark,
     name: str,
@@ -112,12 +125,17 @@ def measure(
     start = time.perf_counter()
     through_spark(spark, paths, branches, second)
     spark_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    read_only(spark, paths, branches)
+    spark_read_seconds = time.perf_counter() - start
     written = spark.read.parquet(str(second)).count()
     if written != events:
         raise SystemExit(f"{name}: Spark wrote {written} rows, the baseline read {events}")
     shutil.rmtree(first)
     shutil.rmtree(second)
-    return Measurement(name, len(paths), events, baseline_seconds, spark_seconds, cores)
+    return Measurement(
+        name, len(paths), events, baseline_seconds, spark_seconds, spark_read_seconds, cores
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,7 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000, help="events of the 1x file")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="Spark cores")
+    parser.add_argument("--shared", type=Path, help="the shared data (default ../shared/data)")
     args = parser.parse_args(argv)
+    if args.shared is None and not any((p / "pythia").is_dir() for p in SHARED_CANDIDATES):
+        parser.error("../shared/data (the real ROOT files) not found; pass --shared")
     logging.basicConfig(level=logging.WARNING)
 
     from sparkhep.generate import write_sample
@@ -141,13 +162,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         generated = write_sample(
             scratch / "generated", kind="signal", n_events=args.events, seed=7
         )[0]
-        pythia = sorted(str(p) for p in (SHARED / "pythia").glob("*.root"))
-        cms = str(SHARED / "cms" / "nanoAOD_2015_CMS_Open_Data_ttbar.root")
+        shared = args.shared or next(p for p in SHARED_CANDIDATES if (p / "pythia").is_dir())
+        pythia = sorted(str(p) for p in (shared / "pythia").glob("*.root"))
+        cms = str(shared / "cms" / "nanoAOD_2015_CMS_Open_Data_ttbar.root")
         # Warm-up (Python workers started, modules imported), not measured.
         measure(spark, "warmup", pythia[:1], None, args.cores, scratch)
-        runs = []
-        if pythia:
-            runs.append(("pythia (8 files, all 18 branches)", pythia))
+        runs = [("pythia (8 files, all 18 branches)", pythia)]
         if os.path.exists(cms):
             runs.append(("CMS NanoAOD (947 branches) x1", [cms]))
             runs.append(("CMS NanoAOD (947 branches) x16", [cms] * 16))
@@ -157,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         print(
             f"| data | files | events | baseline ev/s (1 core) | spark ev/s per core "
-            f"(local[{args.cores}]) | ratio |\n|---|---|---|---|---|---|"
+            f"(local[{args.cores}]) | ratio | spark read only ev/s per core |\n|---|---|---|---|---|---|---|"
         )
         results = []
         for name, paths in runs:
@@ -165,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append(result)
             print(
                 f"| {name} | {result.files} | {result.events} | {result.baseline_rate:,.0f} "
-                f"| {result.spark_rate_per_core:,.0f} | {result.ratio:.2f} |",
+                f"| {result.spark_rate_per_core:,.0f} | {result.ratio:.2f} "
+                f"| {result.read_rate_per_core:,.0f} |",
                 flush=True,
             )
         linear = results[-len(MULTIPLES) :]  # the generated file, listed 1, 4, 16 times
