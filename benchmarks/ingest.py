@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         print(
             f"| data | files | events | baseline ev/s (1 core) | spark ev/s per core "
-            f"(local[{args.cores}]) | ratio | spark read only ev/s per core |\n|---|---|---|---|---|---|---|"
+            f"(local[{args.cores}]) | ratio | spark read only ev/s per core |\n" + "|---" * 7 + "|"
         )
         results = []
         for name, paths in runs:
