@@ -25,7 +25,7 @@ from pyspark.sql.types import (
 )
 from sparkhep.root import read_root
 from sparkhep.root.paths import expand_paths
-from sparkhep.root.source import DEFAULT_ENTRY_STEP, parse_root_options
+from sparkhep.root.source import DEFAULT_PARTITION_BYTES, parse_root_options
 
 NANOAOD = "cms/nanoAOD_2015_CMS_Open_Data_ttbar.root"
 TTBAR = "pythia/ttbar_1.root"
@@ -107,7 +107,8 @@ def small_file(tmp_path_factory) -> Path:
 def test_options_parse_paths_as_spark_passes_them():
     one = parse_root_options({"path": "/data/a.root"})
     assert one.paths == ("/data/a.root",)
-    assert (one.tree, one.branches, one.entry_step) == ("Events", None, DEFAULT_ENTRY_STEP)
+    assert (one.tree, one.branches, one.entry_step) == ("Events", None, None)
+    assert one.partition_bytes == DEFAULT_PARTITION_BYTES
     many = parse_root_options(
         {"paths": json.dumps(["/a.root", "/b,c.root"]), "Tree": "t", "branches": " x, Jet_* ,x"}
     )
@@ -135,11 +136,13 @@ def test_bad_options_are_rejected_with_what_was_expected(options, message):
 def test_expand_paths_lists_local_files_and_passes_urls_through(tmp_path):
     for name in ("b.root", "a.root", "notes.txt"):
         (tmp_path / name).write_bytes(b"")
-    remote = "root://eospublic.cern.ch//eos/opendata/cms/*.root"
-    assert expand_paths([str(tmp_path), remote, f"file://{tmp_path}/b.root"]) == [
+    remote = "root://127.0.0.1:1//store/events.root"
+    web = "https://127.0.0.1:1/events*.root?version=2"
+    assert expand_paths([str(tmp_path), remote, web, f"file://{tmp_path}/b.root"]) == [
         str(tmp_path / "a.root"),
         str(tmp_path / "b.root"),
         remote,
+        web,
         str(tmp_path / "b.root"),
     ]
     with pytest.raises(FileNotFoundError, match=r"missing\.root' does not exist"):
@@ -288,13 +291,13 @@ def test_truncated_file_fails_at_load(spark, shared_data, tmp_path):
 
 
 @pytest.mark.shared_data
-def test_truncated_second_file_fails_when_planning(spark, shared_data, tmp_path):
+def test_truncated_second_file_fails_at_load(spark, shared_data, tmp_path):
     source = shared_data / TTBAR
     path = tmp_path / "half.root"
     path.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
-    df = spark.read.format("root").option("branches", "event").load([str(source), str(path)])
+    reader = spark.read.format("root").option("branches", "event")
     with pytest.raises(AnalysisException, match="is truncated") as excinfo:
-        df.count()
+        reader.load([str(source), str(path)])
     assert str(path) in str(excinfo.value)
 
 
@@ -325,18 +328,23 @@ def test_missing_branch_lists_the_closest_names(spark, shared_data):
 def test_unsupported_branch_types_are_listed_together_when_requested(shared_data, monkeypatch):
     from sparkhep.root import reader
 
+    forms = reader.EventsReader.forms
     monkeypatch.setattr(
-        reader,
-        "spark_type_for_branch",
-        lambda branch: None if branch.name.startswith("Muon_") else IntegerType(),
+        reader.EventsReader,
+        "forms",
+        lambda self, names: {
+            name: None if name.startswith("Muon_") else form
+            for name, form in forms(self, names).items()
+        },
     )
     path = str(shared_data / TTBAR)
+    requested = parse_root_options({"path": path, "branches": "event,Muon_pt,Muon_eta"})
     with pytest.raises(TypeError, match="no Spark column type") as excinfo:
-        reader.infer_schema([path], tree="Events", branches=["event", "Muon_pt", "Muon_eta"])
+        reader.scan_files(requested)
     assert "'Muon_pt' (float[]), 'Muon_eta' (float[])" in str(excinfo.value)
     assert path in str(excinfo.value)
-    skipped = reader.infer_schema([path], tree="Events", branches=["event", "Muon_*"])
-    assert skipped.fieldNames() == ["event"]
+    skipped = reader.scan_files(parse_root_options({"path": path, "branches": "event,Muon_*"}))
+    assert skipped.schema.fieldNames() == ["event"]
 
 
 # --- workers without sparkhep ----------------------------------------------------------------

@@ -30,6 +30,34 @@ def _parser() -> argparse.ArgumentParser:
         "convert", help="convert the ROOT samples of a config file to Parquet"
     )
     _add_job_options(convert)
+    convert.add_argument("--branches", help="comma-separated branch names or glob patterns")
+    convert.add_argument("--exclude", help="comma-separated glob patterns of branches to skip")
+    convert.add_argument("--cut", help="keep entries where this expression is true")
+    convert.add_argument(
+        "--alias",
+        dest="aliases",
+        action="append",
+        default=[],
+        metavar="NAME=EXPRESSION",
+        help="add a column computed from branches, e.g. HT='sum(Jet_pt)' (repeatable)",
+    )
+    convert.add_argument(
+        "--entry-step", help="entries per Spark partition, or a size such as '128 MB'"
+    )
+    convert.add_argument("--recursive", action="store_true", help="list directories recursively")
+    convert.add_argument(
+        "--on-bad-file",
+        choices=["fail", "skip"],
+        default="fail",
+        help="skip unreadable files (listed in the manifest) instead of failing",
+    )
+    convert.add_argument(
+        "--uint64-as-decimal", action="store_true", help="read uint64 branches as decimal(20,0)"
+    )
+    convert.add_argument("--partition-by", help="partition the Parquet datasets by this column")
+    convert.add_argument(
+        "--force", action="store_true", help="convert even when the inputs are unchanged"
+    )
 
     generate = commands.add_parser(
         "generate", help="write SYNTHETIC NanoAOD-like ROOT files (numpy, seeded)"
@@ -131,21 +159,74 @@ def _print_metrics(metrics: dict, path: str) -> None:
 
 def _convert(args: argparse.Namespace) -> int:
     from sparkhep.config import load_config
-    from sparkhep.convert import convert_samples, sample_output
+    from sparkhep.convert import ConversionError, ConvertOptions, ConvertProgress, convert_job
     from sparkhep.session import build_session
+
+    def patterns(text: str | None) -> tuple[str, ...] | None:
+        return None if text is None else tuple(p.strip() for p in text.split(",") if p.strip())
+
+    aliases = []
+    for pair in args.aliases:
+        name, sep, expression = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--alias {pair!r}: expected NAME=EXPRESSION")
+        aliases.append((name.strip(), expression.strip()))
+    options = ConvertOptions(
+        branches=patterns(args.branches),
+        exclude=patterns(args.exclude) or (),
+        cut=args.cut,
+        aliases=tuple(aliases),
+        entry_step=args.entry_step,
+        recursive=args.recursive,
+        on_bad_file=args.on_bad_file,
+        uint64_as_decimal=args.uint64_as_decimal,
+        partition_by=args.partition_by,
+        force=args.force,
+    )
+
+    def progress(update: ConvertProgress) -> None:
+        print(
+            f"  {update.sample}: {update.files_done}/{update.files_total} files, "
+            f"{update.events_done:,} events, {update.events_per_second:,.0f} events/s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     config = load_config(args.config, overrides=args.overrides)
     spark = build_session(
         app_name=f"sparkhep-convert-{config.name}", overrides=_spark_overrides(args.spark_conf)
     )
     try:
-        events = convert_samples(spark, config)
+        results = convert_job(spark, config, options=options, progress=progress)
+    except ConversionError as err:
+        print(f"sparkhep convert: error: {err} (nothing was written)", file=sys.stderr)
+        return 1
     finally:
         spark.stop()
-    _print_summary(
-        f"sparkhep convert — {config.name} ({config.source})",
-        {name: f"{n} events → {sample_output(config, name)}" for name, n in events.items()},
-    )
+    header = ("sample", "status", "files", "skipped", "entries", "cut", "rows", "s", "events/s")
+    table = [header]
+    for result in results:
+        table.append(
+            (
+                result.name,
+                "unchanged" if result.reused else "converted",
+                str(len(result.inputs)),
+                str(len(result.skipped)),
+                f"{result.entries:,}",
+                f"{sum(f.entries_cut for f in result.inputs):,}",
+                f"{result.rows:,}",
+                f"{result.seconds:.1f}",
+                f"{result.events_per_second:,.0f}",
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    print(f"\nsparkhep convert — {config.name} ({config.source})")
+    for row in table:
+        print("  " + "  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
+    for result in results:
+        print(f"  {result.name} → {result.output}")
+        for skipped in result.skipped:
+            print(f"    skipped {skipped.path}: {skipped.reason}")
     return 0
 
 

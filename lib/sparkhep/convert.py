@@ -1,18 +1,39 @@
 """ROOT → Parquet, one dataset per physics sample, through the ``root`` data source.
 
-Each Spark task reads one file (or entry range) with uproot; the driver only lists files and
-reads their metadata. Callers write into a temporary directory and publish it when complete
-(see ``sparkhep.storage.atomic_directory``).
+Each Spark task reads one file (or entry range) with uproot and Spark writes it as zstd
+Parquet (row groups of ``ROW_GROUP_BYTES``, optionally partitioned by a column); the driver
+only lists files and, in Spark's planner, reads their metadata. Per sample:
+
+- ``<output>/samples/<sample>/`` holds the Parquet files and ``_manifest.json`` (the leading
+  underscore makes Spark and pyarrow skip it when reading the dataset): the input files with
+  size, mtime and entries, the output row count, the schema, the skipped files with reasons,
+  the conversion options and events/s.
+- A sample whose inputs (paths, sizes, mtimes) and options are those of its manifest is not
+  converted again; any change rewrites it.
+- Rows written are checked against the readers' own count, per file: rows in the Parquet files
+  = entries read - entries cut. A mismatch fails the job.
+- Everything is written into temporary directories that move into place only when every sample
+  is complete (``sparkhep.storage.atomic_directory``), so a failed or killed job never leaves a
+  half dataset. With ``on_bad_file="skip"`` unreadable files are left out and listed in the
+  manifest; the good files are converted completely.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import logging
-from collections.abc import Sequence
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from sparkhep.storage import atomic_directory
+from sparkhep.storage import atomic_directory, path_exists, read_text, write_text
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -21,6 +42,154 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MANIFEST = "_manifest.json"
+MANIFEST_VERSION = 1
+ROW_GROUP_BYTES = 128 * 1024**2
+"""Parquet row group size: one Spark read task per row group, as Spark's own default."""
+PROGRESS_SECONDS = 1.0
+_PART_FILE = re.compile(r"part-(\d+)-")
+_PYTHON_ERROR = re.compile(
+    r"(?:^|\n)\s*(?:[\w.]+\.)?(BadFileError|ValueError|OverflowError|TypeError|"
+    r"FileNotFoundError|ImportError|OSError|KeyError): ([^\n]+)"
+)
+
+
+class ConversionError(RuntimeError):
+    """A sample could not be converted; the message names the sample and the first cause."""
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """How to read and write every sample (the ``root`` source options, plus the output's).
+
+    Attributes:
+        branches: branch names or glob patterns; None for every branch.
+        exclude: glob patterns of branches to leave out.
+        cut: keep entries for which this expression is true.
+        aliases: ``(name, expression)`` columns to add.
+        entry_step: entries (or a size such as ``"64 MB"``) per partition; None for the
+            source's default.
+        recursive: list input directories recursively.
+        on_bad_file: ``"fail"`` or ``"skip"``.
+        uint64_as_decimal: read uint64 branches as ``decimal(20,0)``.
+        partition_by: a column to partition the Parquet dataset by (``col=value/`` dirs).
+        force: convert even when the manifest says nothing changed.
+    """
+
+    branches: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    cut: str | None = None
+    aliases: tuple[tuple[str, str], ...] = ()
+    entry_step: int | str | None = None
+    recursive: bool = False
+    on_bad_file: str = "fail"
+    uint64_as_decimal: bool = False
+    partition_by: str | None = None
+    force: bool = False
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The options that decide the output (everything but ``force``)."""
+        values = asdict(self)
+        values.pop("force")
+        values["branches"] = list(self.branches) if self.branches is not None else None
+        values["exclude"] = list(self.exclude)
+        values["aliases"] = [list(pair) for pair in self.aliases]
+        return values
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input file as converted.
+
+    Attributes:
+        path: the file.
+        size: bytes (None where the storage does not say).
+        mtime: modification time, seconds since the epoch (None where unknown).
+        entries: entries read.
+        entries_cut: entries the cut removed.
+        rows: rows written.
+    """
+
+    path: str
+    size: int | None
+    mtime: float | None
+    entries: int
+    entries_cut: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class SkippedInput:
+    """An input file left out with ``on_bad_file="skip"``, and why."""
+
+    path: str
+    size: int | None
+    mtime: float | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class SampleConversion:
+    """What converting one sample did (or found already done).
+
+    Attributes:
+        name: the sample.
+        output: the Parquet dataset directory.
+        rows: rows in the dataset.
+        inputs: the converted files.
+        skipped: the files left out.
+        seconds: wall time of the conversion (of the earlier one when reused).
+        events_per_second: entries read per second of wall time.
+        reused: True when the inputs were unchanged and nothing was written.
+    """
+
+    name: str
+    output: str
+    rows: int
+    inputs: tuple[InputFile, ...]
+    skipped: tuple[SkippedInput, ...]
+    seconds: float
+    events_per_second: float
+    reused: bool = False
+
+    @property
+    def entries(self) -> int:
+        """Entries read from all converted files."""
+        return sum(f.entries for f in self.inputs)
+
+
+@dataclass(frozen=True)
+class ConvertProgress:
+    """A progress report while a sample converts.
+
+    Attributes:
+        sample: the sample.
+        files_done: files with at least one finished partition (or skipped).
+        files_total: files listed.
+        events_done: entries read so far.
+        seconds: since the sample's conversion started.
+    """
+
+    sample: str
+    files_done: int
+    files_total: int
+    events_done: int
+    seconds: float
+
+    @property
+    def events_per_second(self) -> float:
+        """Entries read per second so far."""
+        return self.events_done / self.seconds if self.seconds > 0 else 0.0
+
+
+ProgressCallback = Callable[[ConvertProgress], None]
+
+
+@dataclass
+class _Listing:
+    files: list[str]
+    statuses: dict[str, Any] = field(default_factory=dict)
+
 
 def sample_output(config: JobConfig, sample: str) -> str:
     """Where the convert job puts a sample's Parquet dataset: ``<output>/samples/<sample>``."""
@@ -28,63 +197,473 @@ def sample_output(config: JobConfig, sample: str) -> str:
 
 
 def convert_samples(
-    spark: SparkSession, config: JobConfig, *, branches: Sequence[str] | None = None
+    spark: SparkSession,
+    config: JobConfig,
+    *,
+    branches: Sequence[str] | None = None,
+    options: ConvertOptions | None = None,
+    progress: ProgressCallback | None = None,
 ) -> dict[str, int]:
     """Convert every sample of a job config to Parquet under ``<output>/samples/``.
-
-    All samples appear together or not at all: each is written into a temporary directory and
-    the directories are moved into place only once every sample is complete, so a bad file in
-    the last sample leaves nothing of the first ones behind.
 
     Args:
         spark: the session (with the ``root`` data source registered).
         config: the job config (samples and output directory).
-        branches: the branches to read; all when omitted.
+        branches: the branches to read (overrides ``options.branches``); all when omitted.
+        options: how to read and write; defaults otherwise.
+        progress: called about once a second while a sample converts.
 
     Returns:
         Sample name → number of events written.
     """
-    events: dict[str, int] = {}
+    options = options or ConvertOptions()
+    if branches is not None:
+        options = ConvertOptions(**{**asdict(options), "branches": tuple(branches)})
+    return {c.name: c.rows for c in convert_job(spark, config, options=options, progress=progress)}
+
+
+def convert_job(
+    spark: SparkSession,
+    config: JobConfig,
+    *,
+    options: ConvertOptions,
+    progress: ProgressCallback | None = None,
+) -> list[SampleConversion]:
+    """Convert every sample whose inputs changed; all of them appear together or none.
+
+    Each changed sample is written into a temporary directory, and the directories are moved
+    into place only once every sample is complete, so a bad file in the last sample leaves
+    nothing of the first ones behind.
+
+    Args:
+        spark: the session (with the ``root`` data source registered).
+        config: the job config (samples and output directory).
+        options: how to read and write.
+        progress: called about once a second while a sample converts.
+
+    Returns:
+        One result per sample, in config order.
+
+    Raises:
+        FileNotFoundError: a sample's pattern matches no file.
+        ConversionError: a file is bad (with ``on_bad_file="fail"``), the event counts do not
+            add up, or Spark failed; nothing is published.
+    """
+    results = []
     with ExitStack() as outputs:
         for sample in config.samples:
-            temporary = outputs.enter_context(
-                atomic_directory(spark, sample_output(config, sample.name))
+            output = sample_output(config, sample.name)
+            listing = _list_inputs(sample, options)
+            reused = None if options.force else _reuse(spark, output, sample, options, listing)
+            if reused is not None:
+                log.info("sample %s: inputs unchanged since %s, not converted", sample.name, output)
+                results.append(reused)
+                continue
+            temporary = outputs.enter_context(atomic_directory(spark, output))
+            results.append(
+                convert_sample(
+                    spark,
+                    sample,
+                    output=output,
+                    temporary=temporary,
+                    options=options,
+                    listing=listing,
+                    progress=progress,
+                )
             )
-            frame = read_sample(spark, sample, branches=branches)
-            events[sample.name] = write_events(spark, frame, output=temporary)
-    return events
+    return results
+
+
+def convert_sample(
+    spark: SparkSession,
+    sample: SampleConfig,
+    *,
+    output: str,
+    temporary: str,
+    options: ConvertOptions,
+    listing: _Listing | None = None,
+    progress: ProgressCallback | None = None,
+) -> SampleConversion:
+    """Convert one sample into ``temporary`` (Parquet and manifest), checking every count.
+
+    Args:
+        spark: the session.
+        sample: the sample's paths and tree.
+        output: where the dataset will be published (recorded in the manifest).
+        temporary: the directory to write (it does not exist yet).
+        options: how to read and write.
+        listing: the listed input files, if already listed.
+        progress: called about once a second while Spark works.
+
+    Returns:
+        What was converted.
+
+    Raises:
+        ConversionError: see ``convert_job``.
+    """
+    listing = listing or _list_inputs(sample, options)
+    files = list(listing.files)
+    excluded: dict[str, str] = {}
+    for _attempt in range(2):
+        start = time.perf_counter()
+        tally, schema = _write(spark, sample, files, temporary, options, progress)
+        seconds = time.perf_counter() - start
+        partial = _partly_skipped(tally)
+        if not partial:
+            break
+        # A file that failed in some entry ranges but not others: leave it out whole and redo.
+        log.warning(
+            "sample %s: %d file(s) failed part-way; converting again without them",
+            sample.name,
+            len(partial),
+        )
+        excluded.update(partial)
+        files = [f for f in files if f not in partial]
+        _remove(spark, temporary)
+    else:
+        raise ConversionError(
+            f"sample {sample.name!r}: files kept failing part-way: {sorted(partial)!r}"
+        )
+    rows_by_partition = _rows_by_partition(spark, temporary)
+    inputs, skipped = _check_counts(sample.name, tally, rows_by_partition, listing)
+    skipped += [
+        SkippedInput(path, *_status_pair(listing, path), reason)
+        for path, reason in excluded.items()
+    ]
+    rows = sum(rows_by_partition.values())
+    entries = sum(f.entries for f in inputs)
+    conversion = SampleConversion(
+        name=sample.name,
+        output=output,
+        rows=rows,
+        inputs=tuple(inputs),
+        skipped=tuple(skipped),
+        seconds=seconds,
+        events_per_second=entries / seconds if seconds > 0 else 0.0,
+    )
+    manifest = _manifest(conversion, sample, options, listing, schema)
+    write_text(spark, f"{temporary}/{MANIFEST}", json.dumps(manifest, indent=1))
+    log.info(
+        "sample %s: %d rows from %d file(s) (%d skipped) in %.1f s, %.0f events/s",
+        sample.name,
+        rows,
+        len(inputs),
+        len(skipped),
+        seconds,
+        conversion.events_per_second,
+    )
+    return conversion
 
 
 def read_sample(
-    spark: SparkSession, sample: SampleConfig, *, branches: Sequence[str] | None = None
+    spark: SparkSession,
+    sample: SampleConfig,
+    *,
+    branches: Sequence[str] | None = None,
+    options: ConvertOptions | None = None,
+    source: str = "root",
 ) -> DataFrame:
     """The events of a sample's ROOT files (globs expanded, metadata checked on the driver).
 
     Args:
         spark: the session (with the ``root`` data source registered).
         sample: the sample's paths (globs allowed) and tree.
-        branches: the branches to read; all when omitted.
+        branches: the branches to read (overrides ``options.branches``); all when omitted.
+        options: the reading options; defaults otherwise.
+        source: the registered format name to read with.
 
     Returns:
         A lazy DataFrame: one Spark task per file or entry range reads the events.
     """
     from sparkhep.root import read_root
 
-    return read_root(spark, list(sample.paths), tree=sample.tree, branches=branches)
+    options = options or ConvertOptions()
+    return read_root(
+        spark,
+        list(sample.paths),
+        tree=sample.tree,
+        branches=tuple(branches) if branches is not None else options.branches,
+        exclude=options.exclude,
+        entry_step=options.entry_step,
+        cut=options.cut,
+        aliases=dict(options.aliases) or None,
+        recursive=options.recursive,
+        on_bad_file=options.on_bad_file,
+        uint64_as_decimal=options.uint64_as_decimal,
+        source=source,
+    )
 
 
-def write_events(spark: SparkSession, events: DataFrame, *, output: str) -> int:
-    """Write events as a zstd Parquet dataset.
+def write_events(events: DataFrame, *, output: str, partition_by: str | None = None) -> None:
+    """Write events as a zstd Parquet dataset with row groups sized for Spark.
+
+    Each Spark task writes the files ``part-<partition>-...`` of its partition, which is how
+    the convert job counts the rows written per input file.
 
     Args:
-        spark: the session.
         events: the rows to write.
         output: the Parquet directory to create (see ``atomic_directory`` to publish it).
+        partition_by: a column to partition the dataset by (``column=value/`` directories).
 
-    Returns:
-        The number of rows written (from the written files' metadata).
+    Raises:
+        ValueError: ``partition_by`` is not a column of ``events``.
     """
-    events.write.option("compression", "zstd").parquet(output)
-    written = spark.read.parquet(output).count()
-    log.info("%d events → %s", written, output)
-    return written
+    writer = events.write.option("compression", "zstd").option(
+        "parquet.block.size", ROW_GROUP_BYTES
+    )
+    if partition_by is not None:
+        if partition_by not in events.columns:
+            close = difflib.get_close_matches(partition_by, events.columns, n=3)
+            raise ValueError(
+                f"partition column {partition_by!r} is not a column of the events; expected one "
+                f"of the columns read (closest: {', '.join(map(repr, close)) or 'none'})"
+            )
+        writer = writer.partitionBy(partition_by)
+    writer.parquet(output)
+    log.info("events → %s", output)
+
+
+# --- steps -----------------------------------------------------------------------------------
+
+
+def _list_inputs(sample: SampleConfig, options: ConvertOptions) -> _Listing:
+    from sparkhep.root.paths import expand_paths, file_status
+
+    files = expand_paths(list(sample.paths), recursive=options.recursive)
+    unique = list(dict.fromkeys(files))
+    with ThreadPoolExecutor(min(16, len(unique))) as pool:
+        statuses = dict(zip(unique, pool.map(file_status, unique), strict=True))
+    return _Listing(files=files, statuses=statuses)
+
+
+def _status_pair(listing: _Listing, path: str) -> tuple[int | None, float | None]:
+    status = listing.statuses.get(path)
+    return (status.size, status.mtime) if status else (None, None)
+
+
+def _fingerprint(sample: SampleConfig, options: ConvertOptions, listing: _Listing) -> dict:
+    return {
+        "version": MANIFEST_VERSION,
+        "tree": sample.tree,
+        "options": options.fingerprint(),
+        "files": [[path, *_status_pair(listing, path)] for path in listing.files],
+    }
+
+
+def _reuse(
+    spark: SparkSession,
+    output: str,
+    sample: SampleConfig,
+    options: ConvertOptions,
+    listing: _Listing,
+) -> SampleConversion | None:
+    fingerprint = _fingerprint(sample, options, listing)
+    if any(size is None or mtime is None for _, size, mtime in fingerprint["files"]):
+        return None
+    text = read_text(spark, f"{output}/{MANIFEST}")
+    if text is None:
+        return None
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError:
+        log.warning("ignoring unreadable manifest %s/%s", output, MANIFEST)
+        return None
+    if manifest.get("fingerprint") != fingerprint:
+        return None
+    return SampleConversion(
+        name=sample.name,
+        output=output,
+        rows=manifest["output"]["rows"],
+        inputs=tuple(InputFile(**f) for f in manifest["inputs"]),
+        skipped=tuple(SkippedInput(**f) for f in manifest["skipped"]),
+        seconds=manifest["seconds"],
+        events_per_second=manifest["events_per_second"],
+        reused=True,
+    )
+
+
+def _write(
+    spark: SparkSession,
+    sample: SampleConfig,
+    files: list[str],
+    temporary: str,
+    options: ConvertOptions,
+    progress: ProgressCallback | None,
+) -> tuple[dict[int, dict[str, Any]], dict[str, Any]]:
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkException
+
+    from sparkhep.root.source import TallyParam, register_tallied_source
+
+    tally = spark.sparkContext.accumulator({}, TallyParam())
+    source = register_tallied_source(spark, tally)
+    done = threading.Event()
+    watcher = None
+    if progress is not None:
+        watcher = threading.Thread(
+            target=_watch, args=(tally, sample.name, len(files), progress, done), daemon=True
+        )
+        watcher.start()
+    try:
+        if not files:
+            raise ConversionError(f"sample {sample.name!r}: no readable input file is left")
+        listed = replace(sample, paths=tuple(files))
+        events = read_sample(spark, listed, options=options, source=source)
+        write_events(events, output=temporary, partition_by=options.partition_by)
+        schema = events.schema.jsonValue()
+    except (PySparkException, Py4JJavaError) as err:
+        raise ConversionError(f"sample {sample.name!r}: {_python_cause(err)}") from err
+    finally:
+        done.set()
+        if watcher is not None:
+            watcher.join(timeout=5 * PROGRESS_SECONDS)
+    return dict(tally.value), schema
+
+
+def _watch(
+    tally: Any, sample: str, files_total: int, progress: ProgressCallback, done: threading.Event
+) -> None:
+    start = time.perf_counter()
+    last = None
+    while not done.wait(PROGRESS_SECONDS):
+        reports = dict(tally.value)
+        state = (
+            len({r["path"] for r in reports.values()}),
+            sum(r["entries"] for r in reports.values()),
+        )
+        if state != last:
+            last = state
+            progress(
+                ConvertProgress(
+                    sample, state[0], files_total, state[1], time.perf_counter() - start
+                )
+            )
+
+
+def _partly_skipped(tally: dict[int, dict[str, Any]]) -> dict[str, str]:
+    by_path: dict[str, list[dict[str, Any]]] = {}
+    for report in tally.values():
+        by_path.setdefault(report["path"], []).append(report)
+    partial = {}
+    for path, reports in by_path.items():
+        failed = [r for r in reports if r["skipped"]]
+        if failed and len(failed) < len(reports):
+            partial[path] = failed[0]["skipped"]
+    return partial
+
+
+def _rows_by_partition(spark: SparkSession, directory: str) -> dict[int, int]:
+    from pyspark.errors import AnalysisException
+    from pyspark.sql import functions as F
+
+    try:
+        written = spark.read.parquet(directory)
+    except AnalysisException:  # no Parquet file at all: every input was empty or skipped
+        return {}
+    counted = written.select(F.input_file_name().alias("file")).groupBy("file").count().collect()
+    rows: dict[int, int] = {}
+    for row in counted:
+        match = _PART_FILE.search(row["file"].rsplit("/", 1)[-1])
+        if match is None:
+            raise ConversionError(f"unexpected file {row['file']!r} in {directory!r}")
+        index = int(match.group(1))
+        rows[index] = rows.get(index, 0) + row["count"]
+    return rows
+
+
+def _check_counts(
+    sample: str,
+    tally: dict[int, dict[str, Any]],
+    rows_by_partition: dict[int, int],
+    listing: _Listing,
+) -> tuple[list[InputFile], list[SkippedInput]]:
+    """Rows written = entries read - entries cut, per partition and so per file."""
+    per_file: dict[str, dict[str, int]] = {}
+    skipped: dict[str, str] = {}
+    problems = []
+    for index, report in sorted(tally.items()):
+        path = report["path"]
+        if report["skipped"]:
+            skipped.setdefault(path, report["skipped"])
+            continue
+        expected_entries = report["stop"] - report["start"]
+        cut = report["entries"] - report["passed"]
+        written = rows_by_partition.get(index, 0)
+        if report["entries"] != expected_entries or written != report["entries"] - cut:
+            problems.append(
+                f"{path!r} entries [{report['start']}, {report['stop']}): expected "
+                f"{expected_entries} entries read and {report['entries']} - {cut} = "
+                f"{report['entries'] - cut} rows written, got {report['entries']} read and "
+                f"{written} written"
+            )
+        counts = per_file.setdefault(path, {"entries": 0, "cut": 0, "rows": 0})
+        counts["entries"] += report["entries"]
+        counts["cut"] += cut
+        counts["rows"] += written
+    unreported = sorted(set(rows_by_partition) - set(tally))
+    if unreported:
+        problems.append(f"Parquet files of partitions {unreported} have no reading report")
+    missing = [p for p in dict.fromkeys(listing.files) if p not in per_file and p not in skipped]
+    if missing:
+        problems.append(f"files never read: {missing!r}")
+    if problems:
+        raise ConversionError(
+            f"sample {sample!r}: event counts do not add up: {'; '.join(problems)}"
+        )
+    inputs = [
+        InputFile(path, *_status_pair(listing, path), c["entries"], c["cut"], c["rows"])
+        for path, c in per_file.items()
+    ]
+    return inputs, [
+        SkippedInput(path, *_status_pair(listing, path), reason) for path, reason in skipped.items()
+    ]
+
+
+def _manifest(
+    conversion: SampleConversion,
+    sample: SampleConfig,
+    options: ConvertOptions,
+    listing: _Listing,
+    schema: dict[str, Any],
+) -> dict[str, Any]:
+    from sparkhep import __version__
+
+    return {
+        "sparkhep_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "sample": sample.name,
+        "tree": sample.tree,
+        "options": options.fingerprint(),
+        "inputs": [asdict(f) for f in conversion.inputs],
+        "skipped": [asdict(f) for f in conversion.skipped],
+        "output": {
+            "path": conversion.output,
+            "rows": conversion.rows,
+            "format": "parquet",
+            "compression": "zstd",
+            "row_group_bytes": ROW_GROUP_BYTES,
+            "partition_by": options.partition_by,
+        },
+        "schema": schema,
+        "entries": conversion.entries,
+        "seconds": conversion.seconds,
+        "events_per_second": conversion.events_per_second,
+        "fingerprint": _fingerprint(sample, options, listing),
+    }
+
+
+def _remove(spark: SparkSession, path: str) -> None:
+    from sparkhep.storage import remove_path
+
+    if path_exists(spark, path):
+        remove_path(spark, path)
+
+
+def _python_cause(err: Exception) -> str:
+    """The Python error inside a Spark error (the last one raised), else Spark's message."""
+    text = str(err)
+    found = _PYTHON_ERROR.findall(text)
+    if found:
+        kind, message = found[-1]
+        return f"{kind}: {message.strip()}"
+    return text.strip().splitlines()[0] if text.strip() else type(err).__name__

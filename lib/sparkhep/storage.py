@@ -1,8 +1,9 @@
 """Atomic directory output on any filesystem Spark can write to (local, ``file://``, ``hdfs://``).
 
-A job writes into a temporary sibling (``<name>.incomplete-<id>``) of its output directory and renames it into place
-only when complete, so a failed or killed job never leaves a half-written dataset where a
-reader would find it. Renames go through Hadoop's FileSystem API, the layer Spark itself uses.
+A job writes into a temporary sibling (``<name>.incomplete-<id>``) of its output directory and
+renames it into place only when complete, so a failed or killed job never leaves a half-written
+dataset where a reader would find it. Renames go through Hadoop's FileSystem API, the layer
+Spark itself uses.
 """
 
 from __future__ import annotations
@@ -70,3 +71,25 @@ def atomic_directory(spark: SparkSession, path: str) -> Iterator[str]:
         remove_path(spark, temporary)
         raise OSError(f"could not move {temporary!r} into place as {path!r}")
     log.debug("published %s", path)
+
+
+def write_text(spark: SparkSession, path: str, text: str) -> None:
+    """Write a small UTF-8 text file (overwriting it), on whatever filesystem ``path`` names."""
+    fs, hadoop_path = _filesystem(spark, path)
+    stream = fs.create(hadoop_path, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+
+
+def read_text(spark: SparkSession, path: str) -> str | None:
+    """The content of a small UTF-8 text file, or None when it does not exist."""
+    fs, hadoop_path = _filesystem(spark, path)
+    if not fs.exists(hadoop_path):
+        return None
+    stream = fs.open(hadoop_path)
+    try:
+        return str(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+    finally:
+        stream.close()

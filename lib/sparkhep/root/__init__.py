@@ -2,14 +2,14 @@
 
 ``spark.read.format("root")`` is registered by ``sparkhep.register(spark)`` (which
 ``sparkhep.session.build_session`` calls). Each Spark partition is one entry range of one
-file, read by uproot into Arrow record batches; jagged branches become ``array<...>`` columns
-and counters such as ``nJet`` stay columns. Importing this package pulls in neither pyspark
-nor uproot.
+file (TTree or RNTuple), read by uproot into Arrow record batches; jagged branches become
+``array<...>`` columns and counters such as ``nJet`` stay columns. The options are described
+in ``sparkhep.root.source``. Importing this package pulls in neither pyspark nor uproot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -24,42 +24,78 @@ def read_root(
     *,
     tree: str = "Events",
     branches: Sequence[str] | None = None,
-    entry_step: int | None = None,
+    exclude: Sequence[str] = (),
+    entry_step: int | str | None = None,
+    cut: str | None = None,
+    aliases: Mapping[str, str] | None = None,
+    recursive: bool = False,
+    on_bad_file: str = "fail",
+    uint64_as_decimal: bool = False,
+    source: str = "root",
 ) -> DataFrame:
-    """Read TTrees from ROOT files into a DataFrame with ``spark.read.format("root")``.
+    """Read TTrees or RNTuples from ROOT files into a DataFrame with ``spark.read.format("root")``.
 
-    Local glob patterns (also in ``file://`` URLs) are expanded here on the driver, and a local
-    directory stands for the ``*.root`` files in it; other URLs (``root://``, ``https://``,
-    ``hdfs://`` ...) go to uproot unexpanded.
+    Local glob patterns (also in ``file://`` URLs) and ``root://``/``hdfs://`` patterns are
+    expanded here on the driver, and a local directory stands for the ``*.root`` files in it,
+    so that a pattern matching nothing fails at once with ``FileNotFoundError``.
 
     Args:
         spark: a session with the ``root`` source registered (``sparkhep.register``).
-        paths: files, ``file://`` URLs, glob patterns, directories or remote URLs.
-        tree: the TTree to read.
+        paths: files, ``file://`` URLs, glob patterns, directories or URLs.
+        tree: the TTree or RNTuple to read.
         branches: branch names or glob patterns, in column order; None for every branch.
-        entry_step: entries per Spark partition; None for the source's default (100000).
+            Spark does not prune columns of a Python data source: name what you need here.
+        exclude: glob patterns of branches to leave out.
+        entry_step: entries per Spark partition, or a size such as ``"64 MB"`` of the selected
+            branches per partition; None for the source's default (``"128 MB"``).
+        cut: keep the entries for which this expression is true (applied while reading).
+        aliases: new column name → expression over branches.
+        recursive: list directories recursively.
+        on_bad_file: ``"fail"`` or ``"skip"`` (leave unreadable files out, with a warning).
+        uint64_as_decimal: read uint64 branches as ``decimal(20,0)`` instead of bigint.
+        source: the registered format name (the convert job registers a tallied copy).
 
     Returns:
-        The lazy DataFrame, one row per entry, one column per branch.
+        The lazy DataFrame, one row per entry (passing the cut), one column per branch, then
+        one per alias.
 
     Raises:
-        FileNotFoundError: a local pattern matches no file or a local path does not exist.
+        FileNotFoundError: a pattern matches no file or a local path does not exist.
         ValueError: ``branches`` is empty or ``entry_step`` is not positive.
     """
+    import json
+
     from sparkhep.root.paths import expand_paths
 
     patterns = [paths] if isinstance(paths, str) else list(paths)
     if not patterns:
         raise ValueError(f"expected one or more ROOT file paths, got {paths!r}")
-    reader = spark.read.format("root").option("tree", tree)
+    options: dict[str, str] = {
+        "tree": tree,
+        "on_bad_file": on_bad_file,
+        "recursive": str(recursive).lower(),
+        "uint64_as_decimal": str(uint64_as_decimal).lower(),
+    }
     if branches is not None:
         if isinstance(branches, str) or not branches:
             raise ValueError(
                 f"expected branches as a non-empty sequence of names or patterns, got {branches!r}"
             )
-        reader = reader.option("branches", ",".join(branches))
+        options["branches"] = ",".join(branches)
+    if exclude:
+        if isinstance(exclude, str):
+            raise ValueError(f"expected exclude as a sequence of patterns, got {exclude!r}")
+        options["exclude"] = ",".join(exclude)
     if entry_step is not None:
-        if entry_step <= 0:
+        if isinstance(entry_step, int) and entry_step <= 0:
             raise ValueError(f"expected a positive entry_step, got {entry_step!r}")
-        reader = reader.option("entry_step", str(entry_step))
-    return reader.load(expand_paths(patterns))
+        options["entry_step"] = str(entry_step)
+    if cut is not None:
+        options["cut"] = cut
+    if aliases:
+        options["aliases"] = json.dumps(dict(aliases))
+    return (
+        spark.read.format(source)
+        .options(**options)
+        .load(expand_paths(patterns, recursive=recursive))
+    )

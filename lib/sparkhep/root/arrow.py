@@ -5,7 +5,8 @@ Spark 4 rejects record batches whose schema differs in any way from the declared
 unsigned types, non-null fields and extension metadata. So arrays are built here straight from
 the layout's buffers: offsets rebased and narrowed to int32, numeric content handed to Arrow
 without a copy where the type already matches, unsigned integers widened, and uint64 checked to
-fit a signed bigint (never a silent wrap). No Python loop runs over entries.
+fit a signed bigint (never a silent wrap) unless the column is ``decimal(20,0)``. Records become
+struct arrays and missing values (option types) Arrow nulls. No Python loop runs over entries.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 INT32_MAX = np.iinfo(np.int32).max
 
@@ -42,11 +44,11 @@ def layout_to_arrow(layout: Any, arrow_type: pa.DataType) -> pa.Array:
     """Convert an awkward layout to an Arrow array of exactly ``arrow_type``.
 
     Args:
-        layout: an ``awkward.contents.Content`` (NumpyArray, list types, strings).
+        layout: an ``awkward.contents.Content`` (numbers, lists, strings, records, options).
         arrow_type: the Arrow type to produce (lists must be ``pa.list_``, 32-bit offsets).
 
     Returns:
-        The Arrow array, without nulls.
+        The Arrow array; nulls only where the layout has missing values.
 
     Raises:
         UnsignedOverflowError: a uint64 value is 2**63 or more (``row`` is a row of ``layout``).
@@ -57,13 +59,39 @@ def layout_to_arrow(layout: Any, arrow_type: pa.DataType) -> pa.Array:
     contents = ak.contents
     if isinstance(layout, contents.IndexedArray):
         layout = layout.project()
+    if isinstance(layout, contents.UnmaskedArray):
+        layout = layout.content
+    if isinstance(layout, (contents.IndexedOptionArray, contents.BitMaskedArray)):
+        layout = layout.to_ByteMaskedArray(True)
+    if isinstance(layout, contents.ByteMaskedArray):
+        return _masked_to_arrow(layout, arrow_type)
     if isinstance(layout, contents.NumpyArray):
         return _numpy_to_arrow(np.asarray(layout.data), arrow_type)
     if isinstance(layout, (contents.ListArray, contents.RegularArray)):
         layout = layout.to_ListOffsetArray64(False)
     if isinstance(layout, contents.ListOffsetArray):
         return _list_to_arrow(layout, arrow_type)
+    if isinstance(layout, contents.RecordArray) and pa.types.is_struct(arrow_type):
+        return _record_to_arrow(layout, arrow_type)
     raise TypeError(f"expected numbers, lists or strings to store as {arrow_type}, got {layout}")
+
+
+def _masked_to_arrow(layout: Any, arrow_type: pa.DataType) -> pa.Array:
+    valid = np.asarray(layout.mask_as_bool(valid_when=True))
+    values = layout_to_arrow(layout.content[: len(valid)], arrow_type)
+    if valid.all():
+        return values
+    return pc.if_else(pa.array(valid), values, pa.scalar(None, type=arrow_type))
+
+
+def _record_to_arrow(layout: Any, arrow_type: pa.StructType) -> pa.Array:
+    children = []
+    for field in arrow_type:
+        if field.name not in layout.fields:
+            raise TypeError(f"expected a record with field {field.name!r}, got {layout.fields}")
+        content = layout.content(field.name)[: layout.length]
+        children.append(layout_to_arrow(content, field.type))
+    return pa.StructArray.from_arrays(children, fields=list(arrow_type))
 
 
 def _list_to_arrow(layout: Any, arrow_type: pa.DataType) -> pa.Array:
@@ -110,6 +138,8 @@ def _numpy_to_arrow(data: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
     if data.dtype.byteorder not in "=|":
         data = data.astype(data.dtype.newbyteorder("="))
     data = np.ascontiguousarray(data)
+    if pa.types.is_decimal(arrow_type):
+        return pa.array(data).cast(arrow_type)
     if data.dtype == np.uint64:
         signed = data.view(np.int64)
         if len(signed) and signed.min() < 0:

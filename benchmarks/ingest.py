@@ -1,0 +1,206 @@
+"""ROOT → Parquet ingestion: events/s per core of the ``root`` source, against a baseline.
+
+The baseline is the practical limit of one Python process on the same files and branches:
+``uproot.iterate`` → ``ak.to_arrow_table`` → ``pq.ParquetWriter.write_table`` (zstd). The
+measured path is what the convert job does per sample: ``read_root`` (one Spark task per file or
+entry range, uproot inside the task, Arrow batches to the JVM) → ``write_events`` (zstd Parquet
+written by Spark). Spark runs as ``local[<cores>]``; its events/s are divided by the cores.
+
+Datasets: the Pythia NanoAOD-like files and the ~950-branch CMS NanoAOD file of
+``../shared/data`` (small files: fixed costs weigh), and a SYNTHETIC file from
+``sparkhep.generate`` listed 1, 4 and 16 times (cost must be linear in events). Every line
+printed is one measurement; the ratio column is the number to quote.
+
+    .venv/bin/python benchmarks/ingest.py [--events 100000] [--cores 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CANDIDATES = (REPO.parent / "shared" / "data", REPO.parent.parent / "shared" / "data")
+MULTIPLES = (1, 4, 16)
+STEP_BYTES = 32 * 1000**2
+"""Uncompressed bytes per baseline chunk: the same as the source's record batches."""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One dataset read and written by both paths."""
+
+    name: str
+    files: int
+    events: int
+    baseline_seconds: float
+    spark_seconds: float
+    spark_read_seconds: float
+    cores: int
+
+    @property
+    def baseline_rate(self) -> float:
+        """Baseline events/s (one process, one core)."""
+        return self.events / self.baseline_seconds
+
+    @property
+    def spark_rate_per_core(self) -> float:
+        """Spark events/s divided by its cores."""
+        return self.events / self.spark_seconds / self.cores
+
+    @property
+    def read_rate_per_core(self) -> float:
+        """Spark events/s per core when the rows go to the ``noop`` sink (no Parquet)."""
+        return self.events / self.spark_read_seconds / self.cores
+
+    @property
+    def ratio(self) -> float:
+        """Per-core Spark rate over the baseline rate (the goal is ≥ 0.7)."""
+        return self.spark_rate_per_core / self.baseline_rate
+
+
+def baseline(paths: Sequence[str], branches: Sequence[str] | None, output: Path) -> int:
+    """One process: uproot.iterate → pyarrow → one zstd Parquet file per input file."""
+    import awkward as ak
+    import pyarrow.parquet as pq
+    import uproot
+
+    events = 0
+    for index, path in enumerate(paths):
+        writer = None
+        for arrays in uproot.iterate(
+            f"{path}:Events", branches, step_size=STEP_BYTES, library="ak"
+        ):
+            table = ak.to_arrow_table(arrays, extensionarray=False)
+            if writer is None:
+                writer = pq.ParquetWriter(
+                    output / f"part-{index}.parquet", table.schema, compression="zstd"
+                )
+            writer.write_table(table)
+            events += len(arrays)
+        if writer is not None:
+            writer.close()
+    return events
+
+
+def through_spark(
+    spark, paths: Sequence[str], branches: Sequence[str] | None, output: Path
+) -> None:
+    """The convert job's read and write: ``read_root`` → ``write_events``."""
+    from sparkhep.convert import write_events
+    from sparkhep.root import read_root
+
+    write_events(read_root(spark, list(paths), branches=branches), output=str(output))
+
+
+def read_only(spark, paths: Sequence[str], branches: Sequence[str] | None) -> None:
+    """The read alone: rows into Spark's ``noop`` sink, to tell reading from Parquet writing."""
+    from sparkhep.root import read_root
+
+    read_root(spark, list(paths), branches=branches).write.format("noop").mode("overwrite").save()
+
+
+def measure(
+    spark,
+    name: str,
+    paths: Sequence[str],
+    branches: Sequence[str] | None,
+    cores: int,
+    scratch: Path,
+) -> Measurement:
+    """Time both paths on the same files and branches (each into a fresh directory)."""
+    first, second = scratch / f"{name}-baseline", scratch / f"{name}-spark"
+    first.mkdir()
+    start = time.perf_counter()
+    events = baseline(paths, branches, first)
+    baseline_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    through_spark(spark, paths, branches, second)
+    spark_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    read_only(spark, paths, branches)
+    spark_read_seconds = time.perf_counter() - start
+    written = spark.read.parquet(str(second)).count()
+    if written != events:
+        raise SystemExit(f"{name}: Spark wrote {written} rows, the baseline read {events}")
+    shutil.rmtree(first)
+    shutil.rmtree(second)
+    return Measurement(
+        name, len(paths), events, baseline_seconds, spark_seconds, spark_read_seconds, cores
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every measurement and print a Markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000, help="events of the 1x file")
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="Spark cores")
+    parser.add_argument("--shared", type=Path, help="the shared data (default ../shared/data)")
+    args = parser.parse_args(argv)
+    if args.shared is None and not any((p / "pythia").is_dir() for p in SHARED_CANDIDATES):
+        parser.error("../shared/data (the real ROOT files) not found; pass --shared")
+    logging.basicConfig(level=logging.WARNING)
+
+    from sparkhep.generate import write_sample
+    from sparkhep.session import build_session
+
+    scratch = Path(tempfile.mkdtemp(prefix="sparkhep-ingest-"))
+    spark = build_session(
+        app_name="sparkhep-bench-ingest",
+        overrides={"spark.master": f"local[{args.cores}]", "spark.ui.enabled": "false"},
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        generated = write_sample(
+            scratch / "generated", kind="signal", n_events=args.events, seed=7
+        )[0]
+        shared = args.shared or next(p for p in SHARED_CANDIDATES if (p / "pythia").is_dir())
+        pythia = sorted(str(p) for p in (shared / "pythia").glob("*.root"))
+        cms = str(shared / "cms" / "nanoAOD_2015_CMS_Open_Data_ttbar.root")
+        # Warm-up (Python workers started, modules imported), not measured.
+        measure(spark, "warmup", pythia[:1], None, args.cores, scratch)
+        runs = [("pythia (8 files, all 18 branches)", pythia)]
+        if os.path.exists(cms):
+            runs.append(("CMS NanoAOD (947 branches) x1", [cms]))
+            runs.append(("CMS NanoAOD (947 branches) x16", [cms] * 16))
+        runs += [
+            (f"generated {args.events} events x{multiple}", [str(generated)] * multiple)
+            for multiple in MULTIPLES
+        ]
+        print(
+            f"| data | files | events | baseline ev/s (1 core) | spark ev/s per core "
+            f"(local[{args.cores}]) | ratio | spark read only ev/s per core |\n" + "|---" * 7 + "|"
+        )
+        results = []
+        for name, paths in runs:
+            result = measure(spark, f"run{len(results)}", paths, None, args.cores, scratch)
+            results.append(result)
+            print(
+                f"| {name} | {result.files} | {result.events} | {result.baseline_rate:,.0f} "
+                f"| {result.spark_rate_per_core:,.0f} | {result.ratio:.2f} "
+                f"| {result.read_rate_per_core:,.0f} |",
+                flush=True,
+            )
+        linear = results[-len(MULTIPLES) :]  # the generated file, listed 1, 4, 16 times
+        one = linear[0]
+        print("\nlinearity (seconds per event relative to x1):")
+        for r, multiple in zip(linear, MULTIPLES, strict=True):
+            per_event_baseline = r.baseline_seconds / multiple / one.baseline_seconds
+            per_event_spark = r.spark_seconds / multiple / one.spark_seconds
+            print(f"  x{multiple}: baseline {per_event_baseline:.2f}, spark {per_event_spark:.2f}")
+    finally:
+        spark.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
