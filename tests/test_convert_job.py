@@ -249,7 +249,7 @@ def test_branch_in_some_files_only_is_skipped_or_named(spark, inputs, tmp_path):
 
 
 def test_glob_matching_nothing_names_the_pattern_and_writes_nothing(spark, inputs, tmp_path):
-    config = _config(tmp_path, [f"{inputs}/synthetic_signal_*.root"], [f"{inputs}/no_such_*.root"])
+    config = _config(tmp_path, [f"{inputs}/no_such_*.root"], [f"{inputs}/synthetic_signal_*.root"])
     for policy in ("fail", "skip"):
         with pytest.raises(FileNotFoundError, match=r"no ROOT file matches the pattern .*no_such_"):
             convert_job(spark, config, options=ConvertOptions(on_bad_file=policy))

@@ -47,6 +47,7 @@ def _nan_as_text(value: Any) -> Any:
     return value
 
 
+@pytest.mark.slow  # every task parses the ~1000-field RNTuple header again (~5 s each here)
 def test_rntuple_branch_selection_cut_and_entry_step(spark, rntuple_path):
     df = read_root(
         spark,
