@@ -78,6 +78,7 @@ def test_job_writes_samples_and_feature_table_without_temporaries(trained, spark
         "checkpoints",
         "features",
         "metrics.json",
+        "model",
         "plots",
         "samples",
     ]

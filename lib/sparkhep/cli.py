@@ -25,6 +25,12 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="run the train job of a config file")
     _add_job_options(train)
+    train.add_argument(
+        "--register-only",
+        metavar="DIR",
+        help="register the model an earlier run kept in DIR (its <output>/model) without "
+        "retraining, e.g. after the MLflow server was unreachable at its end",
+    )
 
     convert = commands.add_parser(
         "convert", help="convert the ROOT samples of a config file to Parquet"
@@ -114,15 +120,25 @@ def _spark_overrides(pairs: Sequence[str]) -> dict[str, str]:
 
 def _train(args: argparse.Namespace) -> int:
     from sparkhep.config import load_config
+    from sparkhep.registry.tracking import require_tracking_server, tracking_uri
     from sparkhep.session import build_session
-    from sparkhep.train.job import run_train_job
+    from sparkhep.train.job import register_saved_model, run_train_job
 
     config = load_config(args.config, overrides=args.overrides)
+    # Before the session: on a cluster, starting it alone takes tens of seconds.
+    require_tracking_server(tracking_uri(), when="at the start of the train job; nothing was run")
+    register_only = getattr(args, "register_only", None)
     spark = build_session(
         app_name=f"sparkhep-train-{config.name}", overrides=_spark_overrides(args.spark_conf)
     )
     try:
-        report = run_train_job(spark, config)
+        if register_only:
+            model_dir = (
+                register_only if "://" in register_only else str(Path(register_only).resolve())
+            )
+            report = register_saved_model(spark, config, model_dir)
+        else:
+            report = run_train_job(spark, config)
     finally:
         spark.stop()
     _print_summary(
@@ -265,6 +281,7 @@ COMMANDS = {"convert": _convert, "train": _train, "generate": _generate, "demo":
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sparkhep`` console script and of ``jobs/*.py``."""
     from sparkhep.config import ConfigError
+    from sparkhep.registry.tracking import TrackingServerUnreachable
 
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -276,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, FileNotFoundError, KeyError, ValueError) as err:
+    except (ConfigError, FileNotFoundError, KeyError, ValueError, TrackingServerUnreachable) as err:
         print(f"sparkhep {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,11 @@ from sparkhep.evaluate.scores import collect_scores
 from sparkhep.features.spark import build_features
 from sparkhep.features.split import SPLIT_COLUMN, assign_split
 from sparkhep.registry.spark_model import log_and_register, spark_pip_requirements
-from sparkhep.registry.tracking import configure_tracking
+from sparkhep.registry.tracking import (
+    TrackingServerUnreachable,
+    configure_tracking,
+    require_tracking_server,
+)
 from sparkhep.storage import atomic_directory
 from sparkhep.train.diagnostics import feature_importances, loss_curves
 from sparkhep.train.kfold import score_out_of_fold, train_folds
@@ -156,11 +160,14 @@ def run_train_job(spark: SparkSession, config: JobConfig) -> TrainReport:
     Raises:
         ValueError: when every feature is constant in the training data, or for weights that
             the chosen engine cannot take.
+        TrackingServerUnreachable: at the start (nothing done), or after training (the fitted
+            model is kept under ``<output>/model``; see :func:`register_saved_model`).
     """
     import mlflow
 
     report = TrainReport(engine=config.model.engine, kfold=config.split.kfold)
     report.tracking_uri = configure_tracking()
+    require_tracking_server(report.tracking_uri, when="at the start of the train job")
     output = config.output.rstrip("/")
     sample_paths = {s.name: sample_output(config, s.name) for s in config.samples}
 
@@ -195,7 +202,8 @@ def run_train_job(spark: SparkSession, config: JobConfig) -> TrainReport:
 
     spark.sparkContext.setCheckpointDir(f"{output}/checkpoints")
     mlflow.set_experiment(config.mlflow.experiment)
-    with mlflow.start_run(run_name=config.name) as run:
+    run = mlflow.start_run(run_name=config.name)
+    try:
         report.run_id = run.info.run_id
         _log_inputs(config, report, table, table_path)
 
@@ -269,17 +277,19 @@ def run_train_job(spark: SparkSession, config: JobConfig) -> TrainReport:
                 json.dumps({k: m.to_dict() for k, m in report.metrics.items()}, indent=2) + "\n"
             )
 
+        model_dir = fitted_model_dir(config)
+        if not config.split.kfold:
+            save_fitted_model(spark, model, report, model_dir)
+        require_tracking_server(
+            report.tracking_uri,
+            when=f"after training; the fitted model is kept in {model_dir}: register it with "
+            f"`sparkhep train --config {config.source} --register-only {model_dir}`"
+            if not config.split.kfold
+            else "after training",
+        )
+
         with report.step("log"):
-            mlflow.log_metrics(
-                {
-                    **{name: m.value for name, m in report.metrics.items()},
-                    **{f"{name}_err": m.error for name, m in report.metrics.items()},
-                    **{f"{name}_n_eff": m.n_eff for name, m in report.metrics.items()},
-                    **{f"events_{name}": n for name, n in report.events.items()},
-                    **{f"events_split_{name}": n for name, n in report.split_events.items()},
-                    **{f"time_{step}_s": t for step, t in report.timings.items()},
-                }
-            )
+            mlflow.log_metrics(_run_metrics(report))
             mlflow.log_artifact(report.metrics_path)
             for path in report.plots:
                 mlflow.log_artifact(path, artifact_path="plots")
@@ -296,6 +306,102 @@ def run_train_job(spark: SparkSession, config: JobConfig) -> TrainReport:
         if not config.split.kfold:
             with report.step("register"):
                 _register(model, config, report)
+    except TrackingServerUnreachable:
+        _abandon_run()
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run()
+    return report
+
+
+def _abandon_run() -> None:
+    """Close the active run locally when its tracking server is gone.
+
+    MLflow's client retries an unreachable server with backoff for minutes; one attempt without
+    retries (it fails at once) lets the job stop with its clear message instead.
+    """
+    import contextlib
+    import os
+
+    import mlflow
+
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    with contextlib.suppress(Exception):
+        mlflow.end_run("FAILED")
+
+
+def fitted_model_dir(config: JobConfig) -> str:
+    """Where the train job keeps the fitted model and its report: ``<output>/model``."""
+    return f"{config.output.rstrip('/')}/model"
+
+
+def save_fitted_model(
+    spark: SparkSession, model: PipelineModel, report: TrainReport, path: str
+) -> None:
+    """Keep the fitted pipeline (``<path>/pipeline``) and its report (``<path>/report``, JSON).
+
+    Written before MLflow is contacted after training, so that a tracking server that went away
+    costs a registration, not a training: :func:`register_saved_model` picks it up.
+    """
+    with atomic_directory(spark, path) as temporary:
+        model.write().save(f"{temporary}/pipeline")
+        spark.createDataFrame([(json.dumps(asdict(report)),)], "report string").coalesce(
+            1
+        ).write.text(f"{temporary}/report")
+    log.info("fitted model kept in %s", path)
+
+
+def register_saved_model(spark: SparkSession, config: JobConfig, model_dir: str) -> TrainReport:
+    """Log and register a model that an earlier train job kept, without retraining.
+
+    The new run gets the earlier job's params, metrics, config, metrics table and plots (when
+    they are still on this machine) and the model.
+
+    Args:
+        spark: the session (to load the Spark pipeline).
+        config: the job config (experiment and registered model name).
+        model_dir: the ``<output>/model`` directory of the earlier job.
+
+    Returns:
+        The earlier job's report with the new run and model version.
+
+    Raises:
+        FileNotFoundError: ``model_dir`` holds no kept model.
+        TrackingServerUnreachable: the tracking server still does not answer.
+    """
+    import mlflow
+    from pyspark.ml import PipelineModel
+
+    from sparkhep.storage import path_exists
+
+    for part in ("pipeline", "report"):
+        if not path_exists(spark, f"{model_dir}/{part}"):
+            raise FileNotFoundError(
+                f"no fitted model kept in {model_dir!r}: expected {model_dir}/{part}, written by "
+                "`sparkhep train` before its register step"
+            )
+    tracking = configure_tracking()
+    require_tracking_server(tracking, when=f"to register the model kept in {model_dir}")
+    model = PipelineModel.load(f"{model_dir}/pipeline")
+    saved = json.loads(spark.read.text(f"{model_dir}/report").first().value)
+    report = TrainReport(**{**saved, "metrics": {}})
+    report.metrics = {name: Metric(**m) for name, m in saved["metrics"].items()}
+    report.tracking_uri = tracking
+    mlflow.set_experiment(config.mlflow.experiment)
+    with mlflow.start_run(run_name=config.name) as run:
+        report.run_id = run.info.run_id
+        mlflow.set_tag("sparkhep.registered_from", model_dir)
+        mlflow.log_params(_run_params(config, report))
+        mlflow.log_metrics(_run_metrics(report))
+        mlflow.log_dict(dict(config.raw), "config/job.json")
+        for path in [report.metrics_path, *report.plots]:
+            if path and Path(path).is_file():
+                mlflow.log_artifact(
+                    path, artifact_path=None if path == report.metrics_path else "plots"
+                )
+        _register(model, config, report)
     return report
 
 
@@ -307,27 +413,7 @@ def _log_inputs(config: JobConfig, report: TrainReport, table: DataFrame, table_
     manifest = input_manifest(config)
     mlflow.log_params(
         {
-            "engine": config.model.engine,
-            **{f"model.{k}": v for k, v in config.model.params.items()},
-            "features": ",".join(report.features),
-            "n_features": len(report.features),
-            "dropped_features": ",".join(report.dropped_features),
-            "split": json.dumps(
-                {
-                    "train": config.split.train,
-                    "validation": config.split.validation,
-                    "test": config.split.test,
-                    "kfold": config.split.kfold,
-                }
-            ),
-            "weights": json.dumps(
-                {
-                    "lumi": config.weights.lumi,
-                    "balance_classes": config.weights.balance_classes,
-                    "negative": config.weights.negative,
-                }
-            ),
-            "config_file": str(config.source),
+            **_run_params(config, report),
             "input_files": len(manifest),
             "input_bytes": sum(row["bytes"] or 0 for row in manifest),
         }
@@ -342,6 +428,45 @@ def _log_inputs(config: JobConfig, report: TrainReport, table: DataFrame, table_
     mlflow.log_dict({"files": manifest}, "lineage/input_files.json")
     dataset = mlflow.data.from_spark(table, path=table_path, name=f"{config.name}-features")
     mlflow.log_input(dataset, context="training")
+
+
+def _run_params(config: JobConfig, report: TrainReport) -> dict[str, Any]:
+    """The run's params: engine and its parameters, features, split, weights, config file."""
+    return {
+        "engine": config.model.engine,
+        **{f"model.{k}": v for k, v in config.model.params.items()},
+        "features": ",".join(report.features),
+        "n_features": len(report.features),
+        "dropped_features": ",".join(report.dropped_features),
+        "split": json.dumps(
+            {
+                "train": config.split.train,
+                "validation": config.split.validation,
+                "test": config.split.test,
+                "kfold": config.split.kfold,
+            }
+        ),
+        "weights": json.dumps(
+            {
+                "lumi": config.weights.lumi,
+                "balance_classes": config.weights.balance_classes,
+                "negative": config.weights.negative,
+            }
+        ),
+        "config_file": str(config.source),
+    }
+
+
+def _run_metrics(report: TrainReport) -> dict[str, float]:
+    """The run's metrics: each figure with its error and N_eff, event counts, step times."""
+    return {
+        **{name: m.value for name, m in report.metrics.items()},
+        **{f"{name}_err": m.error for name, m in report.metrics.items()},
+        **{f"{name}_n_eff": m.n_eff for name, m in report.metrics.items()},
+        **{f"events_{name}": n for name, n in report.events.items()},
+        **{f"events_split_{name}": n for name, n in report.split_events.items()},
+        **{f"time_{step}_s": t for step, t in report.timings.items()},
+    }
 
 
 def _plots(
