@@ -1,8 +1,12 @@
-"""ROOT → Parquet, one dataset per physics sample, through the ``root`` data source.
+"""ROOT → Parquet, one dataset per physics sample, through the ``root`` data source's reader.
 
-Each Spark task reads one file (or entry range) with uproot and Spark writes it as zstd
-Parquet (row groups of ``ROW_GROUP_BYTES``, optionally partitioned by a column); the driver
-only lists files and, in Spark's planner, reads their metadata. Per sample:
+The driver plans the read exactly as ``spark.read.format("root")`` does (the data source's own
+metadata scan and partitions: one per file or entry range). Each Spark task then reads its
+partition with the source's reader (uproot, Arrow batches cast to the declared schema) and
+writes them itself with pyarrow as one zstd Parquet file (row groups of up to
+``ROW_GROUP_BYTES`` of Arrow data), or one per value of the partitioning column, named after
+the partition and the task attempt. Spark's own Parquet writer is not used: it converts every
+row to Spark's row format and writes row by row, which cost 3-4x the read itself. Per sample:
 
 - ``<output>/samples/<sample>/`` holds the Parquet files and ``_manifest.json`` (the leading
   underscore makes Spark and pyarrow skip it when reading the dataset): the input files with
@@ -11,7 +15,12 @@ only lists files and, in Spark's planner, reads their metadata. Per sample:
 - A sample whose inputs (paths, sizes, mtimes) and options are those of its manifest is not
   converted again; any change rewrites it.
 - Rows written are checked against the readers' own count, per file: rows in the Parquet files
-  = entries read - entries cut. A mismatch fails the job.
+  (from their footers, read back by the task that wrote them) = entries read - entries cut. A
+  mismatch fails the job.
+- Exactly once despite retried, speculative or lost tasks: each task attempt writes files of
+  its own name and returns their names with its counts; Spark returns the result of one
+  successful attempt per partition, and the driver deletes every other file in the directory
+  (of failed attempts, of attempts on lost executors) before publishing it.
 - Everything is written into temporary directories that move into place only when every sample
   is complete (``sparkhep.storage.atomic_directory``), so a failed or killed job never leaves a
   half dataset. With ``on_bad_file="skip"`` unreadable files are left out and listed in the
@@ -21,33 +30,53 @@ only lists files and, in Spark's planner, reads their metadata. Per sample:
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sparkhep.storage import atomic_directory, path_exists, read_text, write_text
+from sparkhep.storage import (
+    arrow_filesystem,
+    atomic_directory,
+    list_files,
+    make_directory,
+    path_exists,
+    qualified_path,
+    read_text,
+    remove_path,
+    write_text,
+)
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+    from pyspark import Accumulator
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.datasource import InputPartition
+    from pyspark.sql.types import StructType
 
     from sparkhep.config import JobConfig, SampleConfig
+    from sparkhep.root.source import RootDataSourceReader
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "_manifest.json"
 MANIFEST_VERSION = 1
 ROW_GROUP_BYTES = 128 * 1024**2
-"""Parquet row group size: one Spark read task per row group, as Spark's own default."""
+"""Arrow bytes (uncompressed) per Parquet row group at most: Spark's own default block size,
+which counts parquet-mr's encoded buffer, so these groups are no larger than Spark's."""
+MAX_PARTITION_VALUES = 10_000
+"""Distinct values of the partitioning column one task may write (pyarrow's default is 1024)."""
 PROGRESS_SECONDS = 1.0
-_PART_FILE = re.compile(r"part-(\d+)-")
 _PYTHON_ERROR = re.compile(
     r"(?:^|\n)\s*(?:[\w.]+\.)?(BadFileError|ValueError|OverflowError|TypeError|"
     r"FileNotFoundError|ImportError|OSError|KeyError): ([^\n]+)"
@@ -191,6 +220,39 @@ class _Listing:
     statuses: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SamplePlan:
+    """A sample's read as the ``root`` data source plans it, before anything is read.
+
+    Attributes:
+        schema: the columns (what ``spark.read.format("root")`` gives for the same options).
+        reader: the data source's reader (shipped to the tasks).
+        partitions: one per (file, entry range), then one per skipped file.
+    """
+
+    schema: StructType
+    reader: RootDataSourceReader
+    partitions: tuple[InputPartition, ...]
+
+
+@dataclass(frozen=True)
+class WrittenPart:
+    """What one task wrote for one partition (the result of its successful attempt).
+
+    Attributes:
+        index: the partition's index.
+        files: the Parquet files written, relative to the output directory (none when the
+            partition had no rows).
+        rows: rows in those files, from their footers.
+        report: the reader's report of the partition (entries read, passed the cut, skipped).
+    """
+
+    index: int
+    files: tuple[str, ...]
+    rows: int
+    report: dict[str, Any] | None
+
+
 def sample_output(config: JobConfig, sample: str) -> str:
     """Where the convert job puts a sample's Parquet dataset: ``<output>/samples/<sample>``."""
     return f"{config.output.rstrip('/')}/samples/{sample}"
@@ -306,7 +368,9 @@ def convert_sample(
     excluded: dict[str, str] = {}
     for _attempt in range(2):
         start = time.perf_counter()
-        tally, schema = _write(spark, sample, files, temporary, options, progress)
+        tally, rows_by_partition, schema = _write(
+            spark, sample, files, temporary, options, progress
+        )
         seconds = time.perf_counter() - start
         partial = _partly_skipped(tally)
         if not partial:
@@ -324,7 +388,6 @@ def convert_sample(
         raise ConversionError(
             f"sample {sample.name!r}: files kept failing part-way: {sorted(partial)!r}"
         )
-    rows_by_partition = _rows_by_partition(spark, temporary)
     inputs, skipped = _check_counts(sample.name, tally, rows_by_partition, listing)
     skipped += [
         SkippedInput(path, *_status_pair(listing, path), reason)
@@ -394,11 +457,124 @@ def read_sample(
     )
 
 
-def write_events(events: DataFrame, *, output: str, partition_by: str | None = None) -> None:
-    """Write events as a zstd Parquet dataset with row groups sized for Spark.
+def plan_sample(
+    sample: SampleConfig,
+    *,
+    options: ConvertOptions | None = None,
+    tally: Accumulator | None = None,
+) -> SamplePlan:
+    """Plan a sample's read in the driver with the ``root`` data source's own code.
 
-    Each Spark task writes the files ``part-<partition>-...`` of its partition, which is how
-    the convert job counts the rows written per input file.
+    The schema and the partitions are those ``read_sample`` would give Spark (the metadata of
+    every file is read here, in a thread pool).
+
+    Args:
+        sample: the sample's paths (globs allowed) and tree.
+        options: the reading options; defaults otherwise.
+        tally: an accumulator made with ``TallyParam``, where the tasks report each partition
+            (for progress).
+
+    Returns:
+        The plan.
+
+    Raises:
+        FileNotFoundError: a pattern matches no file.
+        ValueError, TypeError: a bad file (with ``on_bad_file="fail"``), no readable file, or
+            a bad option; the message names the file or option.
+    """
+    from sparkhep.root import root_source_options
+    from sparkhep.root.paths import expand_paths
+    from sparkhep.root.source import RootDataSource
+
+    options = options or ConvertOptions()
+    source_options = root_source_options(
+        tree=sample.tree,
+        branches=options.branches,
+        exclude=options.exclude,
+        entry_step=options.entry_step,
+        cut=options.cut,
+        aliases=dict(options.aliases) or None,
+        recursive=options.recursive,
+        on_bad_file=options.on_bad_file,
+        uint64_as_decimal=options.uint64_as_decimal,
+    )
+    paths = expand_paths(list(sample.paths), recursive=options.recursive)
+    source = RootDataSource({**source_options, "paths": json.dumps(paths)})
+    source.tally = tally
+    schema = source.schema()
+    reader = source.reader(schema)
+    return SamplePlan(schema=schema, reader=reader, partitions=tuple(reader.partitions()))
+
+
+def write_parquet_parts(
+    spark: SparkSession,
+    plan: SamplePlan,
+    *,
+    output: str,
+    partition_by: str | None = None,
+) -> list[WrittenPart]:
+    """Read every partition of ``plan`` and write it as zstd Parquet with pyarrow, in Spark tasks.
+
+    One Spark task per partition reads it with the data source's reader and writes
+    ``part-<index>-<run>-<attempt>.zstd.parquet`` (under ``column=value/`` directories with
+    ``partition_by``, one file per value). Only the files named by the successful attempts
+    are kept: any other file in ``output`` afterwards (left by a failed attempt, or an
+    attempt on a lost executor) is deleted. When no partition has a row, one empty file with
+    the schema is written, so that the dataset can still be read.
+
+    Args:
+        spark: the session.
+        plan: what to read (``plan_sample``).
+        output: the directory to write into, on any filesystem of ``arrow_filesystem``.
+        partition_by: a column to partition the dataset by (``column=value/`` directories).
+
+    Returns:
+        One result per partition, by index.
+
+    Raises:
+        ValueError: ``partition_by`` is not a column, or not one of numbers, booleans or
+            strings.
+        pyspark's errors: a task failed (e.g. a bad file with ``on_bad_file="fail"``).
+    """
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    if partition_by is not None:
+        _check_partition_column(plan.schema, partition_by)
+    make_directory(spark, output)
+    directory = qualified_path(spark, output).rstrip("/")
+    arrow_schema = to_arrow_schema(plan.schema)
+    task = functools.partial(
+        _write_task,
+        reader=plan.reader,
+        directory=directory,
+        run=uuid.uuid4().hex[:12],
+        schema=arrow_schema,
+        partition_by=partition_by,
+    )
+    context = spark.sparkContext
+    context.setJobDescription(f"ROOT → Parquet {output} ({len(plan.partitions)} partitions)")
+    try:
+        partitions = list(plan.partitions)
+        written = context.parallelize(partitions, max(len(partitions), 1)).mapPartitions(task)
+        parts = sorted(written.collect(), key=lambda part: part.index)
+    finally:
+        context.setJobDescription(None)
+    kept = {f"{directory}/{name}" for part in parts for name in part.files}
+    strays = [path for path in list_files(spark, directory) if path not in kept]
+    for path in strays:
+        remove_path(spark, path)
+    if strays:
+        log.warning("deleted %d file(s) of failed or lost task attempts in %s", len(strays), output)
+    if not kept:
+        _write_empty(directory, arrow_schema)
+    return parts
+
+
+def write_events(events: DataFrame, *, output: str, partition_by: str | None = None) -> None:
+    """Write any DataFrame of events as a zstd Parquet dataset with Spark's own writer.
+
+    The convert job writes with pyarrow instead (``write_parquet_parts``); this is for events
+    that are already a DataFrame (and the ingestion benchmark's comparison).
 
     Args:
         events: the rows to write.
@@ -412,15 +588,182 @@ def write_events(events: DataFrame, *, output: str, partition_by: str | None = N
         "parquet.block.size", ROW_GROUP_BYTES
     )
     if partition_by is not None:
-        if partition_by not in events.columns:
-            close = difflib.get_close_matches(partition_by, events.columns, n=3)
-            raise ValueError(
-                f"partition column {partition_by!r} is not a column of the events; expected one "
-                f"of the columns read (closest: {', '.join(map(repr, close)) or 'none'})"
-            )
+        _check_partition_column(events.schema, partition_by)
         writer = writer.partitionBy(partition_by)
     writer.parquet(output)
     log.info("events → %s", output)
+
+
+def _check_partition_column(schema: StructType, partition_by: str) -> None:
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    if partition_by not in schema.fieldNames():
+        close = difflib.get_close_matches(partition_by, schema.fieldNames(), n=3)
+        raise ValueError(
+            f"partition column {partition_by!r} is not a column of the events; expected one "
+            f"of the columns read (closest: {', '.join(map(repr, close)) or 'none'})"
+        )
+    data_type = schema[partition_by].dataType
+    if isinstance(data_type, ArrayType | MapType | StructType):
+        raise ValueError(
+            f"partition column {partition_by!r} is {data_type.simpleString()}; expected a "
+            f"column of numbers, booleans or strings (one value per event)"
+        )
+
+
+# --- the tasks ---------------------------------------------------------------------------------
+
+
+class _Reported:
+    """Iterate a reader's batches and keep the report it returns at the end."""
+
+    def __init__(self, batches: Generator[pa.RecordBatch, None, dict[str, Any] | None]) -> None:
+        self._batches = batches
+        self.report: dict[str, Any] | None = None
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        self.report = yield from self._batches
+
+
+def _write_task(
+    partitions: Iterable[InputPartition],
+    *,
+    reader: RootDataSourceReader,
+    directory: str,
+    run: str,
+    schema: pa.Schema,
+    partition_by: str | None,
+) -> Iterator[WrittenPart]:
+    """In a Spark task: read each partition and write its Parquet file(s)."""
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    attempt = context.taskAttemptId() if context is not None else 0
+    filesystem, base = arrow_filesystem(directory)
+    for partition in partitions:
+        batches = _Reported(reader.read_reported(partition))
+        stem = f"part-{partition.index:05d}-{run}-{attempt}"
+        if partition_by is None:
+            files, rows = _write_file(batches, filesystem, base, f"{stem}.zstd.parquet", schema)
+        else:
+            files, rows = _write_partitioned(batches, filesystem, base, stem, schema, partition_by)
+        yield WrittenPart(partition.index, files, rows, batches.report)
+
+
+def _write_file(
+    batches: Iterable[pa.RecordBatch],
+    filesystem: pafs.FileSystem,
+    base: str,
+    name: str,
+    schema: pa.Schema,
+) -> tuple[tuple[str, ...], int]:
+    """Write the batches as one file, in row groups of about ``ROW_GROUP_BYTES``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = f"{base}/{name}"
+    writer = None
+    pending: list[pa.RecordBatch] = []
+    pending_bytes = 0
+
+    def flush() -> None:
+        nonlocal writer, pending, pending_bytes
+        if writer is None:
+            writer = pq.ParquetWriter(path, schema, filesystem=filesystem, compression="zstd")
+        table = pa.Table.from_batches(pending, schema=schema)
+        writer.write_table(table, row_group_size=table.num_rows)
+        pending, pending_bytes = [], 0
+
+    try:
+        for batch in batches:
+            if batch.num_rows:
+                pending.append(batch)
+                pending_bytes += batch.nbytes
+                if pending_bytes >= ROW_GROUP_BYTES:
+                    flush()
+        if pending:
+            flush()
+        if writer is None:
+            return (), 0
+        writer.close()
+    except BaseException:
+        if writer is not None:
+            _discard(filesystem, path, writer)
+        raise
+    return (name,), pq.read_metadata(path, filesystem=filesystem).num_rows
+
+
+def _write_partitioned(
+    batches: Iterable[pa.RecordBatch],
+    filesystem: pafs.FileSystem,
+    base: str,
+    stem: str,
+    schema: pa.Schema,
+    partition_by: str,
+) -> tuple[tuple[str, ...], int]:
+    """Write the batches under ``column=value/`` directories (Hive style, as Spark reads)."""
+    import itertools
+
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    iterator = iter(batches)
+    first = next((batch for batch in iterator if batch.num_rows), None)
+    if first is None:
+        return (), 0
+    rows_per_group = max(1, int(ROW_GROUP_BYTES // max(first.nbytes / first.num_rows, 1.0)))
+    written: dict[str, int] = {}
+
+    def visit(file: Any) -> None:
+        written[file.path] = file.metadata.num_rows
+
+    try:
+        ds.write_dataset(
+            itertools.chain([first], iterator),
+            base,
+            schema=schema,
+            format="parquet",
+            filesystem=filesystem,
+            partitioning=ds.partitioning(pa.schema([schema.field(partition_by)]), flavor="hive"),
+            basename_template=f"{stem}-{{i}}.zstd.parquet",
+            file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"),
+            existing_data_behavior="overwrite_or_ignore",
+            max_partitions=MAX_PARTITION_VALUES,
+            max_open_files=MAX_PARTITION_VALUES,
+            min_rows_per_group=rows_per_group,
+            max_rows_per_group=rows_per_group,
+            file_visitor=visit,
+            use_threads=False,
+        )
+    except BaseException:
+        for path in written:
+            _discard(filesystem, path)
+        raise
+    prefix = f"{base.rstrip('/')}/"
+    files = tuple(sorted(path.removeprefix(prefix) for path in written))
+    return files, sum(written.values())
+
+
+def _discard(filesystem: pafs.FileSystem, path: str, writer: Any = None) -> None:
+    """Best effort: a failed attempt's file; the driver deletes what is left anyway."""
+    try:
+        if writer is not None:
+            writer.close()
+        filesystem.delete_file(path)
+    except OSError as err:
+        log.warning("could not delete %s of a failed task: %s", path, err)
+
+
+def _write_empty(directory: str, schema: pa.Schema) -> None:
+    import pyarrow.parquet as pq
+
+    filesystem, base = arrow_filesystem(directory)
+    pq.write_table(
+        schema.empty_table(),
+        f"{base}/part-00000-empty.zstd.parquet",
+        filesystem=filesystem,
+        compression="zstd",
+    )
 
 
 # --- steps -----------------------------------------------------------------------------------
@@ -489,14 +832,14 @@ def _write(
     temporary: str,
     options: ConvertOptions,
     progress: ProgressCallback | None,
-) -> tuple[dict[int, dict[str, Any]], dict[str, Any]]:
+) -> tuple[dict[int, dict[str, Any]], dict[int, int], dict[str, Any]]:
+    """Plan and write a sample: its reading reports and rows written by partition, its schema."""
     from py4j.protocol import Py4JJavaError
     from pyspark.errors import PySparkException
 
-    from sparkhep.root.source import TallyParam, register_tallied_source
+    from sparkhep.root.source import TallyParam
 
     tally = spark.sparkContext.accumulator({}, TallyParam())
-    source = register_tallied_source(spark, tally)
     done = threading.Event()
     watcher = None
     if progress is not None:
@@ -508,16 +851,22 @@ def _write(
         if not files:
             raise ConversionError(f"sample {sample.name!r}: no readable input file is left")
         listed = replace(sample, paths=tuple(files))
-        events = read_sample(spark, listed, options=options, source=source)
-        write_events(events, output=temporary, partition_by=options.partition_by)
-        schema = events.schema.jsonValue()
+        try:
+            plan = plan_sample(listed, options=options, tally=tally)
+        except (ValueError, TypeError, OSError, ImportError) as err:
+            raise ConversionError(f"sample {sample.name!r}: {type(err).__name__}: {err}") from err
+        parts = write_parquet_parts(
+            spark, plan, output=temporary, partition_by=options.partition_by
+        )
     except (PySparkException, Py4JJavaError) as err:
         raise ConversionError(f"sample {sample.name!r}: {_python_cause(err)}") from err
     finally:
         done.set()
         if watcher is not None:
             watcher.join(timeout=5 * PROGRESS_SECONDS)
-    return dict(tally.value), schema
+    reports = {part.index: part.report for part in parts if part.report is not None}
+    rows = {part.index: part.rows for part in parts if part.files}
+    return reports, rows, plan.schema.jsonValue()
 
 
 def _watch(
@@ -550,25 +899,6 @@ def _partly_skipped(tally: dict[int, dict[str, Any]]) -> dict[str, str]:
         if failed and len(failed) < len(reports):
             partial[path] = failed[0]["skipped"]
     return partial
-
-
-def _rows_by_partition(spark: SparkSession, directory: str) -> dict[int, int]:
-    from pyspark.errors import AnalysisException
-    from pyspark.sql import functions as F
-
-    try:
-        written = spark.read.parquet(directory)
-    except AnalysisException:  # no Parquet file at all: every input was empty or skipped
-        return {}
-    counted = written.select(F.input_file_name().alias("file")).groupBy("file").count().collect()
-    rows: dict[int, int] = {}
-    for row in counted:
-        match = _PART_FILE.search(row["file"].rsplit("/", 1)[-1])
-        if match is None:
-            raise ConversionError(f"unexpected file {row['file']!r} in {directory!r}")
-        index = int(match.group(1))
-        rows[index] = rows.get(index, 0) + row["count"]
-    return rows
 
 
 def _check_counts(
@@ -653,8 +983,6 @@ def _manifest(
 
 
 def _remove(spark: SparkSession, path: str) -> None:
-    from sparkhep.storage import remove_path
-
     if path_exists(spark, path):
         remove_path(spark, path)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["read_root"]
+__all__ = ["read_root", "root_source_options"]
 
 
 def read_root(
@@ -63,13 +63,54 @@ def read_root(
         FileNotFoundError: a pattern matches no file or a local path does not exist.
         ValueError: ``branches`` is empty or ``entry_step`` is not positive.
     """
-    import json
-
     from sparkhep.root.paths import expand_paths
 
     patterns = [paths] if isinstance(paths, str) else list(paths)
     if not patterns:
         raise ValueError(f"expected one or more ROOT file paths, got {paths!r}")
+    options = root_source_options(
+        tree=tree,
+        branches=branches,
+        exclude=exclude,
+        entry_step=entry_step,
+        cut=cut,
+        aliases=aliases,
+        recursive=recursive,
+        on_bad_file=on_bad_file,
+        uint64_as_decimal=uint64_as_decimal,
+    )
+    return (
+        spark.read.format(source)
+        .options(**options)
+        .load(expand_paths(patterns, recursive=recursive))
+    )
+
+
+def root_source_options(
+    *,
+    tree: str = "Events",
+    branches: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+    entry_step: int | str | None = None,
+    cut: str | None = None,
+    aliases: Mapping[str, str] | None = None,
+    recursive: bool = False,
+    on_bad_file: str = "fail",
+    uint64_as_decimal: bool = False,
+) -> dict[str, str]:
+    """The string options of ``spark.read.format("root")`` for ``read_root``'s arguments.
+
+    The convert job hands the same options (plus ``paths``) to the data source's own planner
+    in the driver, so both read exactly alike. Arguments as for ``read_root``.
+
+    Returns:
+        Option name → value, every value a string as Spark passes it.
+
+    Raises:
+        ValueError: ``branches`` is empty or ``entry_step`` is not positive.
+    """
+    import json
+
     options: dict[str, str] = {
         "tree": tree,
         "on_bad_file": on_bad_file,
@@ -94,8 +135,4 @@ def read_root(
         options["cut"] = cut
     if aliases:
         options["aliases"] = json.dumps(dict(aliases))
-    return (
-        spark.read.format(source)
-        .options(**options)
-        .load(expand_paths(patterns, recursive=recursive))
-    )
+    return options

@@ -41,7 +41,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Generator, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -487,16 +487,35 @@ class RootDataSourceReader(DataSourceReader):
         Returns:
             Record batches that match the Arrow form of the schema exactly.
         """
-        if isinstance(partition, SkippedFile):
-            self._report(partition.index, partition.path, 0, 0, skipped=partition.reason)
-            return iter(())
-        if not isinstance(partition, RootPartition):  # Spark's stand-in when nothing is planned
-            return iter(())
-        if self.options.on_bad_file == "skip":
-            return self._read_or_skip(partition)
-        return self._read(partition)
+        return self.read_reported(partition)
 
-    def _read(self, partition: RootPartition) -> Iterator[pa.RecordBatch]:
+    def read_reported(
+        self, partition: InputPartition
+    ) -> Generator[pa.RecordBatch, None, dict[str, Any] | None]:
+        """Read one partition, and return its report once the batches are exhausted.
+
+        The report (also added to ``tally``, if any) is what the convert job checks its counts
+        against: ``path``, ``start``, ``stop``, ``entries`` read, ``passed`` the cut, ``rows``
+        produced, ``skipped`` (the reason, or None) and ``seconds``. It is the value of the
+        generator's ``StopIteration``, so a caller that writes the batches itself (the convert
+        job's pyarrow writer) gets it without a second read.
+
+        Args:
+            partition: a partition from ``partitions()``.
+
+        Returns:
+            A generator of record batches matching the Arrow form of the schema exactly, whose
+            return value is the report (None for Spark's stand-in when nothing is planned).
+        """
+        if isinstance(partition, SkippedFile):
+            return self._report(partition.index, partition.path, 0, 0, skipped=partition.reason)
+        if not isinstance(partition, RootPartition):  # Spark's stand-in when nothing is planned
+            return None
+        if self.options.on_bad_file == "skip":
+            return (yield from self._read_or_skip(partition))
+        return (yield from self._read(partition))
+
+    def _read(self, partition: RootPartition) -> Generator[pa.RecordBatch, None, dict[str, Any]]:
         reader = _reader_module()
         stats = reader.PartitionStats()
         start = time.perf_counter()
@@ -508,7 +527,7 @@ class RootDataSourceReader(DataSourceReader):
             entry_stop=partition.stop,
             stats=stats,
         )
-        self._report(
+        return self._report(
             partition.index,
             partition.path,
             partition.start,
@@ -517,7 +536,9 @@ class RootDataSourceReader(DataSourceReader):
             seconds=time.perf_counter() - start,
         )
 
-    def _read_or_skip(self, partition: RootPartition) -> Iterator[pa.RecordBatch]:
+    def _read_or_skip(
+        self, partition: RootPartition
+    ) -> Generator[pa.RecordBatch, None, dict[str, Any]]:
         """Read the whole partition before yielding, so that a bad file adds no rows."""
         reader = _reader_module()
         stats = reader.PartitionStats()
@@ -535,11 +556,10 @@ class RootDataSourceReader(DataSourceReader):
             )
         except (reader.BadFileError, OSError) as err:
             log.warning("skipping %s: %s", partition.path, err)
-            self._report(
+            return self._report(
                 partition.index, partition.path, partition.start, partition.stop, skipped=str(err)
             )
-            return
-        self._report(
+        report = self._report(
             partition.index,
             partition.path,
             partition.start,
@@ -548,6 +568,7 @@ class RootDataSourceReader(DataSourceReader):
             seconds=time.perf_counter() - start,
         )
         yield from batches
+        return report
 
     def _report(
         self,
@@ -559,23 +580,20 @@ class RootDataSourceReader(DataSourceReader):
         stats: Any = None,
         skipped: str | None = None,
         seconds: float = 0.0,
-    ) -> None:
-        if self.tally is None:
-            return
-        self.tally.add(
-            {
-                index: {
-                    "path": path,
-                    "start": start,
-                    "stop": stop,
-                    "entries": stats.entries if stats else 0,
-                    "passed": stats.passed if stats else 0,
-                    "rows": stats.rows if stats else 0,
-                    "skipped": skipped,
-                    "seconds": seconds,
-                }
-            }
-        )
+    ) -> dict[str, Any]:
+        report = {
+            "path": path,
+            "start": start,
+            "stop": stop,
+            "entries": stats.entries if stats else 0,
+            "passed": stats.passed if stats else 0,
+            "rows": stats.rows if stats else 0,
+            "skipped": skipped,
+            "seconds": seconds,
+        }
+        if self.tally is not None:
+            self.tally.add({index: report})
+        return report
 
 
 def register_root_source(spark: SparkSession) -> None:
