@@ -9,6 +9,14 @@ from __future__ import annotations
 
 from sparkhep.serve.app import create_app, serve
 from sparkhep.serve.inputs import InputError
-from sparkhep.serve.models import LoadedModel, ModelSource, ModelStore
+from sparkhep.serve.models import LoadedModel, ModelLoadError, ModelSource, ModelStore
 
-__all__ = ["InputError", "LoadedModel", "ModelSource", "ModelStore", "create_app", "serve"]
+__all__ = [
+    "InputError",
+    "LoadedModel",
+    "ModelLoadError",
+    "ModelSource",
+    "ModelStore",
+    "create_app",
+    "serve",
+]

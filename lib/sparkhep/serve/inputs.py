@@ -114,7 +114,14 @@ def _missing_message(columns: Iterable[str], features: list[str], branches: list
     missing_features = [f for f in features if f not in present]
     missing_branches = [b for b in branches if b not in present]
     unknown = sorted(present - set(features) - set(branches))
-    closer_raw = bool(branches) and len(missing_branches) < len(missing_features)
+    # Report the form the client seems to have meant: more of its columns present, or as many
+    # and fewer missing.
+    overlap_features = len(features) - len(missing_features)
+    overlap_branches = len(branches) - len(missing_branches)
+    closer_raw = bool(branches) and (
+        overlap_branches > overlap_features
+        or (overlap_branches == overlap_features and len(missing_branches) < len(missing_features))
+    )
     if closer_raw:
         text = f"missing raw branches {missing_branches!r} (the model reads {branches!r})"
     else:

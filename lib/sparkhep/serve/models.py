@@ -32,6 +32,10 @@ _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ve
 INTEGER_TYPES = frozenset({"integer", "long"})
 
 
+class ModelLoadError(RuntimeError):
+    """A model of the command line could not be resolved, downloaded or loaded."""
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """One model URI of the command line, parsed.
@@ -171,9 +175,19 @@ class ModelStore:
         return [self._models[name] for name in self.names if name in self._models]
 
     def load_all(self) -> None:
-        """Load every model (at start; failures raise)."""
+        """Load every model (at start).
+
+        Raises:
+            ModelLoadError: naming the model that could not be resolved, fetched or loaded.
+        """
         for source in self.sources:
-            self._swap(self._load(source, self._resolve(source)))
+            try:
+                loaded = self._load(source, self._resolve(source))
+            except Exception as err:
+                raise ModelLoadError(
+                    f"model {source.name!r} ({source.uri}): {type(err).__name__}: {err}"
+                ) from err
+            self._swap(loaded)
 
     def poll(self) -> list[str]:
         """Reload the models whose alias moved; failures are logged, the old model stays.
