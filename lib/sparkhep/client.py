@@ -42,7 +42,7 @@ class ServingClient:
     Args:
         url: the server, e.g. ``http://127.0.0.1:8080``.
         token: bearer token sent with every request.
-        timeout: seconds for connecting and for each answer.
+        timeout: seconds for connecting and for each answer (``http`` keeps its own).
         batch_size: most events per request.
         protocol: default protocol of :meth:`predict`.
         model: default model name (needed with several models; V2 asks the server otherwise).
@@ -195,7 +195,6 @@ class ServingClient:
                 content=content,
                 params=params,
                 headers=self._headers,
-                timeout=self._timeout,
             )
         except httpx.TimeoutException as err:
             raise ServingError(f"no answer within {self._timeout} s ({err})", url=url) from err

@@ -204,12 +204,13 @@ class ModelStore:
                 current = self._models.get(source.name)
                 if current is not None and current.version == version:
                     continue
-                self._swap(self._load(source, version))
+                loaded = self._load(source, version)
             except Exception:
                 self.reload_failures[source.name] += 1
                 log.exception("reloading %s (%s) failed; the loaded model stays", *_id(source))
                 continue
-            self.reloads[source.name] += 1
+            self.reloads[source.name] += 1  # before the swap: whoever sees it sees the count
+            self._swap(loaded)
             reloaded.append(source.name)
         return reloaded
 
@@ -266,11 +267,12 @@ class ModelStore:
         else:
             import mlflow.artifacts
 
-            uri = (
-                f"models:/{source.registered_name}/{version}"
-                if source.registered_name
-                else source.uri
-            )
+            uri = source.uri
+            if source.registered_name:
+                # mlflow's models:/ repository asks the *global* registry URI, so resolve the
+                # version's storage location with this store's own client.
+                client = self._mlflow_client()
+                uri = client.get_model_version_download_uri(source.registered_name, version)
             path = mlflow.artifacts.download_artifacts(
                 artifact_uri=uri,
                 dst_path=tempfile.mkdtemp(dir=self._workdir),
