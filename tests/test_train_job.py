@@ -1,18 +1,25 @@
-"""The whole train job on a small synthetic sample, and its bad inputs."""
+"""The whole train job on a small synthetic sample, its bad inputs, and batch scoring."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import mlflow
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
+from sparkhep.cli import main
 from sparkhep.config import load_config
 from sparkhep.generate import write_sample
+from sparkhep.predict import REPORT_FILE, SCORE_COLUMN, run_predict_job
+from sparkhep.registry.flavor import load_model
 from sparkhep.train.job import run_train_job
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS_PER_KIND = 3000
+EVENT_ID = ["run", "luminosityBlock", "event"]
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +139,94 @@ def _leftovers(out: Path) -> list[str]:
     if not out.exists():
         return []
     return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+
+
+# --- batch scoring (sparkhep predict) with the model the job registered -------------------------
+
+
+@pytest.fixture(scope="module")
+def model_uri(trained):
+    _, report = trained
+    return f"models:/{report.registered_model}/{report.model_version}"
+
+
+def _scores(path: Path) -> dict[tuple[int, int, int], float]:
+    table = pq.read_table(path, columns=[*EVENT_ID, SCORE_COLUMN]).to_pydict()
+    keys = zip(*(table[c] for c in EVENT_ID), strict=True)
+    return dict(zip(keys, table[SCORE_COLUMN], strict=True))
+
+
+@pytest.mark.slow
+def test_predict_parquet_samples_scored_like_the_numpy_scorer(spark, trained, model_uri, tmp_path):
+    config, _ = trained
+    sample = Path(config.output) / "samples" / "synthetic_ttbar"
+    report = run_predict_job(
+        spark, model_uri=model_uri, inputs=[str(sample)], output=str(tmp_path / "scores")
+    )
+    assert report.input_form == "raw"
+    assert report.rows == EVENTS_PER_KIND
+    written = spark.read.parquet(str(tmp_path / "scores"))
+    assert written.columns == [*EVENT_ID, SCORE_COLUMN]
+    assert written.count() == EVENTS_PER_KIND
+    assert written.select(*EVENT_ID).distinct().count() == EVENTS_PER_KIND
+
+    raw = pq.read_table(sample).to_pandas()
+    expected = load_model(model_uri).predict_frame(raw)
+    keys = list(zip(*(raw[c] for c in EVENT_ID), strict=True))
+    scores = _scores(tmp_path / "scores")
+    got = np.array([scores[k] for k in keys])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    assert 0.0 < got.min() < got.max() < 1.0
+
+    record = json.loads((tmp_path / "scores" / REPORT_FILE).read_text())
+    assert record["model_uri"] == model_uri
+    assert record["rows"] == EVENTS_PER_KIND
+
+
+@pytest.mark.slow
+def test_predict_root_files_and_feature_table_give_the_same_scores(
+    spark, trained, synthetic, model_uri, tmp_path
+):
+    config, _ = trained
+    from_root = run_predict_job(
+        spark,
+        model_uri=model_uri,
+        inputs=[f"{synthetic}/synthetic_background_*.root"],
+        output=str(tmp_path / "root"),
+    )
+    assert (from_root.input_form, from_root.rows) == ("raw", EVENTS_PER_KIND)
+    from_table = run_predict_job(
+        spark,
+        model_uri=model_uri,
+        inputs=[f"{config.output}/features"],
+        output=str(tmp_path / "table"),
+    )
+    assert (from_table.input_form, from_table.rows) == ("features", 2 * EVENTS_PER_KIND)
+    root_scores = _scores(tmp_path / "root")
+    table_scores = _scores(tmp_path / "table")
+    assert len(root_scores) == EVENTS_PER_KIND
+    for key, score in root_scores.items():
+        assert table_scores[key] == pytest.approx(score, abs=1e-12)
+
+
+@pytest.mark.slow
+def test_predict_refuses_events_without_id(spark, trained, model_uri, tmp_path):
+    config, _ = trained
+    no_id = tmp_path / "no_id"
+    spark.read.parquet(f"{config.output}/samples/synthetic_qcd").drop("event").write.parquet(
+        str(no_id)
+    )
+    code = main(
+        [
+            "predict",
+            model_uri,
+            str(no_id),
+            "--output",
+            str(tmp_path / "scores"),
+            "--spark-conf",
+            "spark.master=local[2]",
+        ]
+    )
+    assert code == 2
+    assert not (tmp_path / "scores").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["no_id"]

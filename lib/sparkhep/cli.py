@@ -76,6 +76,75 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--files", type=int, default=2, help="files per kind")
     generate.add_argument("--seed", type=int, default=1)
 
+    promote = commands.add_parser(
+        "promote", help="point an alias (models:/<name>@<alias>) at a registered version"
+    )
+    promote.add_argument("name", help="registered model name")
+    promote.add_argument("version", help="the version to promote")
+    promote.add_argument("--alias", default="champion", help="the alias to move (champion)")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve models over HTTP (MLflow scoring protocol, Open Inference Protocol V2); "
+        "no Spark, no JVM",
+    )
+    serve.add_argument(
+        "models",
+        nargs="+",
+        metavar="MODEL_URI",
+        help="models:/<name>@<alias>, models:/<name>/<version>, runs:/<id>/<path> or a "
+        "directory, each optionally NAME=URI (the name in URLs)",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="TCP port (8080)")
+    serve.add_argument("--token-file", help="file holding a bearer token that requests must carry")
+    serve.add_argument(
+        "--poll-interval",
+        type=float,
+        default=30.0,
+        help="seconds between checks whether an alias moved (0: never; 30)",
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=64 * 1024 * 1024,
+        help="larger request bodies are refused with 413 (64 MiB)",
+    )
+    serve.add_argument(
+        "--workers", type=int, default=1, help="uvicorn worker processes, each loads the models"
+    )
+
+    predict = commands.add_parser(
+        "predict",
+        help="score a dataset with a registered model in Spark; event id + score as Parquet",
+    )
+    predict.add_argument(
+        "model", metavar="MODEL_URI", help="models:/<name>@<alias>, models:/<name>/<v>, runs:/…"
+    )
+    predict.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="Parquet datasets (raw events, e.g. <output>/samples/<sample>, or a feature table) "
+        "or ROOT files (globs allowed)",
+    )
+    predict.add_argument("--output", required=True, help="the Parquet dataset to write")
+    predict.add_argument(
+        "--format",
+        dest="input_format",
+        choices=["auto", "parquet", "root"],
+        default="auto",
+        help="input format (auto: ROOT when every input ends in .root)",
+    )
+    predict.add_argument("--tree", default="Events", help="TTree of ROOT inputs (Events)")
+    predict.add_argument(
+        "--spark-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra Spark setting, e.g. --spark-conf spark.master=local[2] (repeatable)",
+    )
+
     demo = commands.add_parser(
         "demo", help="generate a SYNTHETIC sample and run the train job on it (no real data)"
     )
@@ -159,6 +228,12 @@ def _train(args: argparse.Namespace) -> int:
                 else "k-fold models logged under folds/ (not registered)"
             )
             + f" (run {report.run_id}, tracking {report.tracking_uri})",
+            "alias": (
+                f"models:/{report.registered_model}@{report.alias} → v{report.model_version}"
+                if report.alias
+                else "not moved"
+            )
+            + (f" ({report.promotion})" if report.promotion else ""),
         },
     )
     _print_metrics(report.metrics, report.metrics_path)
@@ -269,13 +344,87 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _promote(args: argparse.Namespace) -> int:
+    from sparkhep.registry.promotion import promote
+    from sparkhep.registry.tracking import configure_tracking, require_tracking_server
+
+    uri = configure_tracking()
+    require_tracking_server(uri, when=f"to promote {args.name} version {args.version}")
+    version = promote(args.name, args.version, alias=args.alias)
+    print(f"models:/{args.name}@{args.alias} → version {version.version} (tracking {uri})")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from sparkhep.serve import ModelLoadError, serve
+
+    print(
+        f"sparkhep serve: {', '.join(args.models)} on http://{args.host}:{args.port}"
+        + (" (bearer token required)" if args.token_file else ""),
+        file=sys.stderr,
+    )
+    try:
+        serve(
+            args.models,
+            host=args.host,
+            port=args.port,
+            token_file=args.token_file,
+            poll_interval=args.poll_interval,
+            max_body_bytes=args.max_body_bytes,
+            workers=args.workers,
+        )
+    except ModelLoadError as err:
+        print(f"sparkhep serve: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from sparkhep.predict import run_predict_job
+    from sparkhep.registry.tracking import require_tracking_server, tracking_uri
+    from sparkhep.session import build_session
+
+    if args.model.startswith(("models:/", "runs:/")):
+        require_tracking_server(tracking_uri(), when=f"to load {args.model}; nothing was run")
+    spark = build_session(app_name="sparkhep-predict", overrides=_spark_overrides(args.spark_conf))
+    try:
+        report = run_predict_job(
+            spark,
+            model_uri=args.model,
+            inputs=args.inputs,
+            output=args.output,
+            input_format=args.input_format,
+            tree=args.tree,
+        )
+    finally:
+        spark.stop()
+    _print_summary(
+        f"sparkhep predict — {args.model}",
+        {
+            "input": f"{', '.join(args.inputs)} ({report.input_form} form)",
+            "events scored": f"{report.rows:,}",
+            "output": f"{report.output} (columns {', '.join(report.columns)})",
+            "time": f"{report.seconds:.1f} s",
+        },
+    )
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     print(f"Generating SYNTHETIC NanoAOD-like events into {DEMO_DATA}/ (not real data) …")
     _generate(argparse.Namespace(out=DEMO_DATA, events=args.events, kind="both", files=2, seed=1))
     return _train(args)
 
 
-COMMANDS = {"convert": _convert, "train": _train, "generate": _generate, "demo": _demo}
+COMMANDS = {
+    "convert": _convert,
+    "train": _train,
+    "generate": _generate,
+    "promote": _promote,
+    "serve": _serve,
+    "predict": _predict,
+    "demo": _demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
