@@ -75,6 +75,7 @@ ROW_GROUP_BYTES = 128 * 1024**2
 """Arrow bytes (uncompressed) per Parquet row group at most: Spark's own default block size,
 which counts parquet-mr's encoded buffer, so these groups are no larger than Spark's."""
 MAX_PARTITION_VALUES = 10_000
+LISTED_FILES = 5
 """Distinct values of the partitioning column one task may write (pyarrow's default is 1024)."""
 PROGRESS_SECONDS = 1.0
 _PYTHON_ERROR = re.compile(
@@ -560,7 +561,14 @@ def write_parquet_parts(
     finally:
         context.setJobDescription(None)
     kept = {f"{directory}/{name}" for part in parts for name in part.files}
-    strays = [path for path in list_files(spark, directory) if path not in kept]
+    listed = list_files(spark, directory)
+    unlisted = sorted(kept - set(listed))
+    if unlisted:  # names that do not match the listing: deleting "strays" would lose events
+        raise OSError(
+            f"files the tasks wrote are missing from the listing of {output!r}: "
+            f"{unlisted[:LISTED_FILES]!r}; expected every written file to be listed"
+        )
+    strays = [path for path in listed if path not in kept]
     for path in strays:
         remove_path(spark, path)
     if strays:
@@ -851,15 +859,14 @@ def _write(
         if not files:
             raise ConversionError(f"sample {sample.name!r}: no readable input file is left")
         listed = replace(sample, paths=tuple(files))
-        try:
-            plan = plan_sample(listed, options=options, tally=tally)
-        except (ValueError, TypeError, OSError, ImportError) as err:
-            raise ConversionError(f"sample {sample.name!r}: {type(err).__name__}: {err}") from err
+        plan = plan_sample(listed, options=options, tally=tally)
         parts = write_parquet_parts(
             spark, plan, output=temporary, partition_by=options.partition_by
         )
-    except (PySparkException, Py4JJavaError) as err:
+    except (PySparkException, Py4JJavaError) as err:  # a task failed: its Python error
         raise ConversionError(f"sample {sample.name!r}: {_python_cause(err)}") from err
+    except (ValueError, TypeError, OSError, ImportError) as err:  # planning, options, storage
+        raise ConversionError(f"sample {sample.name!r}: {type(err).__name__}: {err}") from err
     finally:
         done.set()
         if watcher is not None:

@@ -53,7 +53,7 @@ def read_root(
         recursive: list directories recursively.
         on_bad_file: ``"fail"`` or ``"skip"`` (leave unreadable files out, with a warning).
         uint64_as_decimal: read uint64 branches as ``decimal(20,0)`` instead of bigint.
-        source: the registered format name (the convert job registers a tallied copy).
+        source: the registered format name to read with.
 
     Returns:
         The lazy DataFrame, one row per entry (passing the cut), one column per branch, then

@@ -40,7 +40,6 @@ import logging
 import re
 import sys
 import time
-import uuid
 from collections.abc import Generator, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -610,28 +609,3 @@ def register_root_source(spark: SparkSession) -> None:
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     spark.dataSource.register(RootDataSource)
 
-
-def register_tallied_source(spark: SparkSession, tally: Accumulator) -> str:
-    """Register a ``root`` source whose readers report every partition into ``tally``.
-
-    The convert job uses this to learn, per file, the entries read, cut and produced, and
-    which files were skipped and why, without reading anything twice.
-
-    Args:
-        spark: the session.
-        tally: an accumulator made with ``TallyParam``.
-
-    Returns:
-        The format name to read with (``spark.read.format(name)``).
-    """
-    from pyspark import cloudpickle
-
-    source_name = f"{SOURCE_NAME}_tallied_{uuid.uuid4().hex[:12]}"
-    tallied = type(
-        "TalliedRootDataSource",
-        (RootDataSource,),
-        {"tally": tally, "name": classmethod(lambda cls: source_name)},
-    )
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    spark.dataSource.register(tallied)
-    return source_name
