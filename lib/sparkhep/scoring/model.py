@@ -80,8 +80,8 @@ class ScoringModel:
         if bad.any():
             row, column = np.argwhere(bad)[0]
             raise ValueError(
-                f"feature {self.feature_names[column]!r}: row {row} is {matrix[row, column]!r}; "
-                "every feature value must be a finite number"
+                f"feature {self.feature_names[column]!r}: row {row} is "
+                f"{float(matrix[row, column])!r}; every feature value must be a finite number"
             )
         return self.pipeline.predict_matrix(matrix)
 
@@ -93,7 +93,8 @@ class ScoringModel:
         """
         missing = [b for b in self.raw_branches if b not in table.schema.names]
         if missing:
-            raise ValueError(f"raw events lack branches {missing!r}{_closest(missing, table)}")
+            hint = _closest(missing, [n for n in table.schema.names if n not in self.raw_branches])
+            raise ValueError(f"raw events lack branches {missing!r}{hint}")
         for branch in self.raw_branches:
             kind = table.schema.field(branch).type
             nested = pa.types.is_list(kind) or pa.types.is_large_list(kind)
@@ -130,12 +131,14 @@ class ScoringModel:
             return self.predict_matrix(_feature_matrix(frame, self.feature_names))
         if all(b in columns for b in self.raw_branches):
             return self.predict_matrix(self.features_from_raw(_raw_table(frame, self.raw_branches)))
+        known = {*self.feature_names, *self.raw_branches}
+        unknown = [c for c in columns if c not in known]
         missing_features = [n for n in self.feature_names if n not in columns]
         missing_raw = [b for b in self.raw_branches if b not in columns]
         raise ValueError(
             "input matches neither form: as features it lacks columns "
             f"{missing_features!r}; as raw events it lacks branches {missing_raw!r}"
-            f"{_closest([*missing_features, *missing_raw], frame)}"
+            f"{_closest([*missing_features, *missing_raw], unknown)}"
         )
 
 
@@ -208,9 +211,12 @@ def _raw_table(frame: pd.DataFrame, branches: list[str]) -> pa.Table:
     return pa.table(arrays)
 
 
-def _closest(missing: list[str], columns: pd.DataFrame | pa.Table) -> str:
-    present = [str(c) for c in (columns.columns if isinstance(columns, pd.DataFrame) else [])]
-    if isinstance(columns, pa.Table):
-        present = list(columns.schema.names)
-    hints = {m: close[0] for m in missing if (close := difflib.get_close_matches(m, present, n=1))}
+def _closest(missing: list[str], present: list[str]) -> str:
+    """`` (misspelt? {missing: present})`` for present names close to missing ones, any case."""
+    lowered = {name.lower(): name for name in present}
+    hints = {}
+    for name in missing:
+        close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.8)
+        if close:
+            hints[name] = lowered[close[0]]
     return f" (misspelt? {hints!r})" if hints else ""

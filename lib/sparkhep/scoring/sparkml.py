@@ -348,4 +348,3 @@ def _xgboost(metadata: StageMetadata) -> VectorStage:
         return out
 
     return VectorStage(metadata, metadata.param("featuresCol"), "probability", predict)
-
