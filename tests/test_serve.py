@@ -117,12 +117,24 @@ def test_health_and_version(client: TestClient) -> None:
         {"inputs": [ROW_A, ROW_B]},
         {"inputs": [ROW_A, ROW_B], "params": {"ignored": 1}},
         # columns in another order, an extra column, ints for floats, 2.0 for an integer
-        {"dataframe_split": {"columns": [*FEATURES[::-1], "run"], "data": [
-            [20, 2.0, 30, 50, 1], [10, 1, 0, 40, 1]]}},
+        {
+            "dataframe_split": {
+                "columns": [*FEATURES[::-1], "run"],
+                "data": [[20, 2.0, 30, 50, 1], [10, 1, 0, 40, 1]],
+            }
+        },
     ],
     ids=[
-        "split", "split-index", "split-no-columns", "records", "instances-records",
-        "instances-rows", "inputs-columns", "inputs-rows", "params", "reordered-ints",
+        "split",
+        "split-index",
+        "split-no-columns",
+        "records",
+        "instances-records",
+        "instances-rows",
+        "inputs-columns",
+        "inputs-rows",
+        "params",
+        "reordered-ints",
     ],
 )
 def test_invocations_formats(client: TestClient, body: dict) -> None:
@@ -172,47 +184,89 @@ def test_nan_and_inf_predictions_are_null(client: TestClient) -> None:
     [
         ("{not json", "malformed JSON in the request body: Expecting property name enclosed"),
         ("", "malformed JSON in the request body: Expecting value: line 1 column 1 (char 0)"),
-        ("[1, 2]", "the body must be a JSON object with one of ['dataframe_split', "
-         "'dataframe_records', 'instances', 'inputs'], got list"),
-        ('{"data": [1]}', "the body must hold exactly one of ['dataframe_split', "
-         "'dataframe_records', 'instances', 'inputs'], got keys ['data']"),
+        (
+            "[1, 2]",
+            "the body must be a JSON object with one of ['dataframe_split', "
+            "'dataframe_records', 'instances', 'inputs'], got list",
+        ),
+        (
+            '{"data": [1]}',
+            "the body must hold exactly one of ['dataframe_split', "
+            "'dataframe_records', 'instances', 'inputs'], got keys ['data']",
+        ),
         ('{"inputs": [[1,2,3,4]], "instances": [[1,2,3,4]]}', "the body must hold exactly one"),
-        (json.dumps({"inputs": {"Jet1_pt": [1.0], "Jet2_pt": [1.0], "MET_pt": [1.0]}}),
-         "missing feature columns ['nJet'] (the model's features: ['Jet1_pt', 'Jet2_pt', "
-         "'nJet', 'MET_pt']), or send the raw branches ['Jet_pt', 'MET_pt']"),
-        (json.dumps({"inputs": {"Jet_ptt": [[1.0]], "MET_pt": [1.0]}}),
-         "missing raw branches ['Jet_pt'] (the model reads ['Jet_pt', 'MET_pt']); "
-         "unknown columns ['Jet_ptt']"),
-        (json.dumps({"inputs": {**dict(zip(FEATURES, [[1]] * 4, strict=True)), "MET_pt": ["x"]}}),
-         "column 'MET_pt': expected a number, got 'x' (event 0)"),
-        (json.dumps({"inputs": {**dict(zip(FEATURES, [[1]] * 4, strict=True)), "Jet1_pt": [True]}}),
-         "column 'Jet1_pt': expected a number, got True (event 0)"),
-        (json.dumps({"inputs": {**dict(zip(FEATURES, [[1, 2]] * 4, strict=True)),
-                                "Jet2_pt": [1, None]}}),
-         "column 'Jet2_pt': expected a number, got None (event 1)"),
-        (json.dumps({"inputs": {**dict(zip(FEATURES, [[1]] * 4, strict=True)), "nJet": [2.5]}}),
-         "column 'nJet': expected an integer, got 2.5 (event 0)"),
-        (json.dumps({"inputs": {**dict(zip(FEATURES, [[1]] * 4, strict=True)), "nJet": [1, 2]}}),
-         "column 'nJet' has 2 events but 'Jet1_pt' has 1"),
-        (json.dumps({"inputs": [[1, 2, 3]]}),
-         "inputs row 0: expected a list of 4 numbers (the features in signature order "
-         "['Jet1_pt', 'Jet2_pt', 'nJet', 'MET_pt']), got [1, 2, 3]"),
-        (json.dumps({"instances": [[1, 2, "3", 4]]}),
-         "instances row 0, column 'nJet': expected a number, got '3'"),
-        (json.dumps({"dataframe_split": {"columns": FEATURES, "data": [[1, 2, 3]]}}),
-         "dataframe_split.data row 0: expected a list of 4 values (one per column), got [1, 2, 3]"),
-        (json.dumps({"dataframe_records": [dict(zip(FEATURES, ROW_A, strict=True)), {"a": 1}]}),
-         "dataframe_records record 1: columns differ from record 0 (missing ['Jet1_pt', "
-         "'Jet2_pt', 'nJet', 'MET_pt'], extra ['a'])"),
-        (json.dumps({"inputs": {"Jet_pt": [[1.0, "a"], [2.0]], "MET_pt": [1, 2]}}),
-         "branch 'Jet_pt': expected a number, got 'a' (event 0)"),
-        (json.dumps({"inputs": {"Jet_pt": [[1.0], 2.0], "MET_pt": [1, 2]}}),
-         "branch 'Jet_pt': expected a number per event (flat branch) or a list of numbers per "
-         "event (jagged branch), got 2.0 (event 1)"),
-        (json.dumps({"inputs": {"Jet_pt": [1.0], "MET_pt": [1]}}),
-         "branch 'Jet_pt': expected a jagged (list) column, got a flat one"),
-        (json.dumps({"inputs": {"Jet_pt": [1.0, 2.0], "MET_pt": 3}}),
-         "inputs: column 'Jet_pt' holds a list of events but 'MET_pt' a single value (3)"),
+        (
+            json.dumps({"inputs": {"Jet1_pt": [1.0], "Jet2_pt": [1.0], "MET_pt": [1.0]}}),
+            "missing feature columns ['nJet'] (the model's features: ['Jet1_pt', 'Jet2_pt', "
+            "'nJet', 'MET_pt']), or send the raw branches ['Jet_pt', 'MET_pt']",
+        ),
+        (
+            json.dumps({"inputs": {"Jet_ptt": [[1.0]], "MET_pt": [1.0]}}),
+            "missing raw branches ['Jet_pt'] (the model reads ['Jet_pt', 'MET_pt']); "
+            "unknown columns ['Jet_ptt']",
+        ),
+        (
+            json.dumps(
+                {"inputs": {**dict(zip(FEATURES, [[1]] * 4, strict=True)), "MET_pt": ["x"]}}
+            ),
+            "column 'MET_pt': expected a number, got 'x' (event 0)",
+        ),
+        (
+            json.dumps(
+                {"inputs": {**dict(zip(FEATURES, [[1]] * 4, strict=True)), "Jet1_pt": [True]}}
+            ),
+            "column 'Jet1_pt': expected a number, got True (event 0)",
+        ),
+        (
+            json.dumps(
+                {"inputs": {**dict(zip(FEATURES, [[1, 2]] * 4, strict=True)), "Jet2_pt": [1, None]}}
+            ),
+            "column 'Jet2_pt': expected a number, got None (event 1)",
+        ),
+        (
+            json.dumps({"inputs": {**dict(zip(FEATURES, [[1]] * 4, strict=True)), "nJet": [2.5]}}),
+            "column 'nJet': expected an integer, got 2.5 (event 0)",
+        ),
+        (
+            json.dumps({"inputs": {**dict(zip(FEATURES, [[1]] * 4, strict=True)), "nJet": [1, 2]}}),
+            "column 'nJet' has 2 events but 'Jet1_pt' has 1",
+        ),
+        (
+            json.dumps({"inputs": [[1, 2, 3]]}),
+            "inputs row 0: expected a list of 4 numbers (the features in signature order "
+            "['Jet1_pt', 'Jet2_pt', 'nJet', 'MET_pt']), got [1, 2, 3]",
+        ),
+        (
+            json.dumps({"instances": [[1, 2, "3", 4]]}),
+            "instances row 0, column 'nJet': expected a number, got '3'",
+        ),
+        (
+            json.dumps({"dataframe_split": {"columns": FEATURES, "data": [[1, 2, 3]]}}),
+            "dataframe_split.data row 0: expected a list of 4 values (one per column), "
+            "got [1, 2, 3]",
+        ),
+        (
+            json.dumps({"dataframe_records": [dict(zip(FEATURES, ROW_A, strict=True)), {"a": 1}]}),
+            "dataframe_records record 1: columns differ from record 0 (missing ['Jet1_pt', "
+            "'Jet2_pt', 'nJet', 'MET_pt'], extra ['a'])",
+        ),
+        (
+            json.dumps({"inputs": {"Jet_pt": [[1.0, "a"], [2.0]], "MET_pt": [1, 2]}}),
+            "branch 'Jet_pt': expected a number, got 'a' (event 0)",
+        ),
+        (
+            json.dumps({"inputs": {"Jet_pt": [[1.0], 2.0], "MET_pt": [1, 2]}}),
+            "branch 'Jet_pt': expected a number per event (flat branch) or a list of numbers per "
+            "event (jagged branch), got 2.0 (event 1)",
+        ),
+        (
+            json.dumps({"inputs": {"Jet_pt": [1.0], "MET_pt": [1]}}),
+            "branch 'Jet_pt': expected a jagged (list) column, got a flat one",
+        ),
+        (
+            json.dumps({"inputs": {"Jet_pt": [1.0, 2.0], "MET_pt": 3}}),
+            "inputs: column 'Jet_pt' holds a list of events but 'MET_pt' a single value (3)",
+        ),
     ],
 )
 def test_invocations_bad_requests(client: TestClient, body: str, message: str) -> None:
@@ -308,19 +362,37 @@ def tensor(name: str, shape: list[int], datatype: str, data: list) -> dict:
         [tensor("features", [2, 4], "FP64", [*ROW_A, *ROW_B])],
         [tensor("features", [2, 4], "FP64", [ROW_A, ROW_B])],
         [tensor(n, [2], "FP64", [a, b]) for n, a, b in zip(FEATURES, ROW_A, ROW_B, strict=True)],
-        [tensor(n, [2, 1], "FP64", [[a], [b]])
-         for n, a, b in zip(FEATURES, ROW_A, ROW_B, strict=True)],
-        [*(tensor(n, [2], "FP64", [a, b]) for n, a, b in zip(
-            FEATURES[:2], ROW_A[:2], ROW_B[:2], strict=True)),
-         tensor("nJet", [2], "INT64", [2, 1]), tensor("MET_pt", [2], "INT32", [20, 10])],
-        [tensor("Jet_pt", [2], "BYTES", ["[30, 50]", "[40.0]"]),
-         tensor("MET_pt", [2], "FP64", [20, 10])],
-        [tensor("Jet_pt", [3], "FP64", [30, 50, 40]),
-         tensor("Jet_pt__counts", [2], "INT32", [2, 1]),
-         tensor("MET_pt", [2], "FP64", [20, 10])],
+        [
+            tensor(n, [2, 1], "FP64", [[a], [b]])
+            for n, a, b in zip(FEATURES, ROW_A, ROW_B, strict=True)
+        ],
+        [
+            *(
+                tensor(n, [2], "FP64", [a, b])
+                for n, a, b in zip(FEATURES[:2], ROW_A[:2], ROW_B[:2], strict=True)
+            ),
+            tensor("nJet", [2], "INT64", [2, 1]),
+            tensor("MET_pt", [2], "INT32", [20, 10]),
+        ],
+        [
+            tensor("Jet_pt", [2], "BYTES", ["[30, 50]", "[40.0]"]),
+            tensor("MET_pt", [2], "FP64", [20, 10]),
+        ],
+        [
+            tensor("Jet_pt", [3], "FP64", [30, 50, 40]),
+            tensor("Jet_pt__counts", [2], "INT32", [2, 1]),
+            tensor("MET_pt", [2], "FP64", [20, 10]),
+        ],
     ],
-    ids=["matrix-flat", "matrix-nested", "per-feature", "per-feature-2d", "int-tensors",
-         "raw-bytes", "raw-counts"],
+    ids=[
+        "matrix-flat",
+        "matrix-nested",
+        "per-feature",
+        "per-feature-2d",
+        "int-tensors",
+        "raw-bytes",
+        "raw-counts",
+    ],
 )
 def test_v2_infer_forms(client: TestClient, inputs: list[dict]) -> None:
     answer = client.post("/v2/models/linear/infer", json={"id": "req-1", "inputs": inputs})
@@ -337,8 +409,9 @@ def test_v2_infer_forms(client: TestClient, inputs: list[dict]) -> None:
 def test_v2_fp32_data_is_rounded_to_float32(client: TestClient) -> None:
     row = [50.1, 30.0, 2.0, 20.3]
     inputs = [tensor("x", [1, 4], "FP32", row)]
-    answer = client.post("/v2/models/linear/infer", json={"inputs": inputs, "outputs": [
-        {"name": "probability"}]})
+    answer = client.post(
+        "/v2/models/linear/infer", json={"inputs": inputs, "outputs": [{"name": "probability"}]}
+    )
     as_float32 = np.array(row, dtype=np.float32).astype(np.float64)
     expected = sigmoid(float(as_float32 @ np.array([0.01, 0.02, -0.5, 0.03])) - 1.0)
     assert answer.json()["outputs"][0]["data"] == approx([expected])
@@ -349,57 +422,138 @@ def test_v2_fp32_data_is_rounded_to_float32(client: TestClient) -> None:
     ("body", "message"),
     [
         ({"inputs": []}, "'inputs': expected a non-empty list of tensors"),
-        ({"inputs": [tensor("x", [2, 4], "FP64", ROW_A)]},
-         "tensor 'x': shape [2, 4] holds 8 elements, 'data' has 4"),
-        ({"inputs": [tensor("x", [1, 3], "FP64", ROW_A[:3])]},
-         "tensor 'x': shape [1, 3], expected [N, 4] (the features in signature order "
-         "['Jet1_pt', 'Jet2_pt', 'nJet', 'MET_pt'])"),
-        ({"inputs": [tensor("x", [1, 4], "INT64", [1, 2, 3, 4])]},
-         "tensor 'x': expected datatype FP64 or FP32, got INT64"),
-        ({"inputs": [tensor("x", [1, 4], "FP64", [1, 2, "3", 4])]},
-         "tensor 'x': expected a number, got '3' (element 2)"),
+        (
+            {"inputs": [tensor("x", [2, 4], "FP64", ROW_A)]},
+            "tensor 'x': shape [2, 4] holds 8 elements, 'data' has 4",
+        ),
+        (
+            {"inputs": [tensor("x", [1, 3], "FP64", ROW_A[:3])]},
+            "tensor 'x': shape [1, 3], expected [N, 4] (the features in signature order "
+            "['Jet1_pt', 'Jet2_pt', 'nJet', 'MET_pt'])",
+        ),
+        (
+            {"inputs": [tensor("x", [1, 4], "INT64", [1, 2, 3, 4])]},
+            "tensor 'x': expected datatype FP64 or FP32, got INT64",
+        ),
+        (
+            {"inputs": [tensor("x", [1, 4], "FP64", [1, 2, "3", 4])]},
+            "tensor 'x': expected a number, got '3' (element 2)",
+        ),
         ({"inputs": [tensor("x", [1, 4], "FP99", ROW_A)]}, "tensor 'x': unknown datatype 'FP99'"),
-        ({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64"}]},
-         "tensor 'x': 'data' must be a list, got None"),
-        ({"inputs": [tensor("x", [-1, 4], "FP64", ROW_A)]},
-         "tensor 'x': 'shape' must be a list of sizes ≥ 0, got [-1, 4]"),
-        ({"inputs": [*(tensor(n, [1], "FP64", [1.0]) for n in FEATURES[:3]),
-                     tensor("MET_pt", [1], "BOOL", [True])]},
-         "tensor 'MET_pt': expected a numeric datatype (FP64, FP32, INT64, …), got BOOL"),
-        ({"inputs": [*(tensor(n, [1], "FP64", [1.0]) for n in FEATURES[:2]),
-                     tensor("nJet", [1], "INT64", [1.5]), tensor("MET_pt", [1], "FP64", [1])]},
-         "column 'nJet': expected an integer, got 1.5 (event 0)"),
-        ({"inputs": [*(tensor(n, [1], "FP64", [1.0]) for n in FEATURES[:3]),
-                     tensor("MET_pt", [2], "FP64", [1, 2])]},
-         "tensor 'MET_pt' has 2 events but tensor 'Jet1_pt' has 1"),
-        ({"inputs": [tensor("Jet1_pt", [1, 2], "FP64", [1, 2]), tensor("nJet", [1], "FP64", [1])]},
-         "tensor 'Jet1_pt': shape [1, 2], expected [N] (one value per event)"),
-        ({"inputs": [tensor("Jet_pt", [3], "FP64", [30, 50, 40]),
-                     tensor("Jet_pt__counts", [2], "INT32", [2, 2]),
-                     tensor("MET_pt", [2], "FP64", [20, 10])]},
-         "tensor 'Jet_pt__counts': counts sum to 4, but tensor 'Jet_pt' holds 3 values"),
-        ({"inputs": [tensor("Jet_pt", [3], "FP64", [30, 50, 40]),
-                     tensor("Jet_pt__counts", [2], "FP32", [2, 1]),
-                     tensor("MET_pt", [2], "FP64", [20, 10])]},
-         "tensor 'Jet_pt__counts': expected an integer datatype (INT32, INT64, …), got FP32"),
-        ({"inputs": [tensor("Jet_eta__counts", [1], "INT32", [1]),
-                     tensor("MET_pt", [1], "FP64", [20])]},
-         "tensor 'Jet_eta__counts': no values tensor 'Jet_eta' for these counts"),
-        ({"inputs": [tensor("Jet_pt", [1], "BYTES", ["[30, "]),
-                     tensor("MET_pt", [1], "FP64", [20])]},
-         "tensor 'Jet_pt' element 0: expected a JSON list, got '[30, '"),
-        ({"inputs": [tensor("Jet_pt", [1], "BYTES", ['["a"]']),
-                     tensor("MET_pt", [1], "FP64", [20])]},
-         "tensor 'Jet_pt': expected a number, got 'a' (event 0)"),
-        ({"inputs": [tensor("x", [1, 4], "FP64", ROW_A), tensor("x", [1], "FP64", [1])]},
-         "tensors ['x'] are given more than once"),
-        ({"inputs": [tensor("x", [1, 4], "FP64", ROW_A)], "outputs": [{"name": "score"}]},
-         "outputs ['score']: this model has one output, 'probability'"),
-        ({"inputs": [tensor("MET_pt", [1], "FP64", [1.0])]},
-         "missing raw branches ['Jet_pt'] (the model reads ['Jet_pt', 'MET_pt'])"),
-        ({"inputs": [tensor("Jet1_pt", [1], "FP64", [1.0]), tensor("Jet2_pt", [1], "FP64", [1])]},
-         "missing feature columns ['nJet', 'MET_pt'] (the model's features: ['Jet1_pt', "
-         "'Jet2_pt', 'nJet', 'MET_pt']), or send the raw branches ['Jet_pt', 'MET_pt']"),
+        (
+            {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64"}]},
+            "tensor 'x': 'data' must be a list, got None",
+        ),
+        (
+            {"inputs": [tensor("x", [-1, 4], "FP64", ROW_A)]},
+            "tensor 'x': 'shape' must be a list of sizes ≥ 0, got [-1, 4]",
+        ),
+        (
+            {
+                "inputs": [
+                    *(tensor(n, [1], "FP64", [1.0]) for n in FEATURES[:3]),
+                    tensor("MET_pt", [1], "BOOL", [True]),
+                ]
+            },
+            "tensor 'MET_pt': expected a numeric datatype (FP64, FP32, INT64, …), got BOOL",
+        ),
+        (
+            {
+                "inputs": [
+                    *(tensor(n, [1], "FP64", [1.0]) for n in FEATURES[:2]),
+                    tensor("nJet", [1], "INT64", [1.5]),
+                    tensor("MET_pt", [1], "FP64", [1]),
+                ]
+            },
+            "column 'nJet': expected an integer, got 1.5 (event 0)",
+        ),
+        (
+            {
+                "inputs": [
+                    *(tensor(n, [1], "FP64", [1.0]) for n in FEATURES[:3]),
+                    tensor("MET_pt", [2], "FP64", [1, 2]),
+                ]
+            },
+            "tensor 'MET_pt' has 2 events but tensor 'Jet1_pt' has 1",
+        ),
+        (
+            {
+                "inputs": [
+                    tensor("Jet1_pt", [1, 2], "FP64", [1, 2]),
+                    tensor("nJet", [1], "FP64", [1]),
+                ]
+            },
+            "tensor 'Jet1_pt': shape [1, 2], expected [N] (one value per event)",
+        ),
+        (
+            {
+                "inputs": [
+                    tensor("Jet_pt", [3], "FP64", [30, 50, 40]),
+                    tensor("Jet_pt__counts", [2], "INT32", [2, 2]),
+                    tensor("MET_pt", [2], "FP64", [20, 10]),
+                ]
+            },
+            "tensor 'Jet_pt__counts': counts sum to 4, but tensor 'Jet_pt' holds 3 values",
+        ),
+        (
+            {
+                "inputs": [
+                    tensor("Jet_pt", [3], "FP64", [30, 50, 40]),
+                    tensor("Jet_pt__counts", [2], "FP32", [2, 1]),
+                    tensor("MET_pt", [2], "FP64", [20, 10]),
+                ]
+            },
+            "tensor 'Jet_pt__counts': expected an integer datatype (INT32, INT64, …), got FP32",
+        ),
+        (
+            {
+                "inputs": [
+                    tensor("Jet_eta__counts", [1], "INT32", [1]),
+                    tensor("MET_pt", [1], "FP64", [20]),
+                ]
+            },
+            "tensor 'Jet_eta__counts': no values tensor 'Jet_eta' for these counts",
+        ),
+        (
+            {
+                "inputs": [
+                    tensor("Jet_pt", [1], "BYTES", ["[30, "]),
+                    tensor("MET_pt", [1], "FP64", [20]),
+                ]
+            },
+            "tensor 'Jet_pt' element 0: expected a JSON list, got '[30, '",
+        ),
+        (
+            {
+                "inputs": [
+                    tensor("Jet_pt", [1], "BYTES", ['["a"]']),
+                    tensor("MET_pt", [1], "FP64", [20]),
+                ]
+            },
+            "tensor 'Jet_pt': expected a number, got 'a' (event 0)",
+        ),
+        (
+            {"inputs": [tensor("x", [1, 4], "FP64", ROW_A), tensor("x", [1], "FP64", [1])]},
+            "tensors ['x'] are given more than once",
+        ),
+        (
+            {"inputs": [tensor("x", [1, 4], "FP64", ROW_A)], "outputs": [{"name": "score"}]},
+            "outputs ['score']: this model has one output, 'probability'",
+        ),
+        (
+            {"inputs": [tensor("MET_pt", [1], "FP64", [1.0])]},
+            "missing raw branches ['Jet_pt'] (the model reads ['Jet_pt', 'MET_pt'])",
+        ),
+        (
+            {
+                "inputs": [
+                    tensor("Jet1_pt", [1], "FP64", [1.0]),
+                    tensor("Jet2_pt", [1], "FP64", [1]),
+                ]
+            },
+            "missing feature columns ['nJet', 'MET_pt'] (the model's features: ['Jet1_pt', "
+            "'Jet2_pt', 'nJet', 'MET_pt']), or send the raw branches ['Jet_pt', 'MET_pt']",
+        ),
     ],
 )
 def test_v2_bad_requests(client: TestClient, body: dict, message: str) -> None:
@@ -443,12 +597,12 @@ def test_metrics(model_dir: Path) -> None:
     text = client.get("/metrics").text
     lines = text.splitlines()
     for line in [
-        '# TYPE sparkhep_requests_total counter',
+        "# TYPE sparkhep_requests_total counter",
         'sparkhep_requests_total{endpoint="/invocations",method="POST",status="200"} 2',
         'sparkhep_requests_total{endpoint="/invocations",method="POST",status="400"} 1',
         'sparkhep_requests_total{endpoint="/v2/models/{model}/infer",method="POST",status="200"} 1',
         'sparkhep_requests_total{endpoint="/ping",method="GET",status="200"} 1',
-        '# TYPE sparkhep_request_duration_seconds histogram',
+        "# TYPE sparkhep_request_duration_seconds histogram",
         'sparkhep_request_duration_seconds_bucket{endpoint="/invocations",le="+Inf"} 3',
         'sparkhep_request_duration_seconds_count{endpoint="/invocations"} 3',
         'sparkhep_events_scored_total{model="linear"} 4',
@@ -478,8 +632,10 @@ def test_bearer_token(model_dir: Path) -> None:
     answer = client.post("/invocations", json=body)
     assert (answer.status_code, answer.json()) == (
         401,
-        {"error_code": "UNAUTHENTICATED", "message": "unauthorized: the request carries no "
-         "bearer token"},
+        {
+            "error_code": "UNAUTHENTICATED",
+            "message": "unauthorized: the request carries no bearer token",
+        },
     )
     assert answer.headers["www-authenticate"] == "Bearer"
     wrong = client.post("/invocations", json=body, headers={"Authorization": "Bearer nope"})
@@ -508,8 +664,10 @@ def test_body_limit(model_dir: Path) -> None:
     answer = client.post("/invocations", content=large)
     assert (answer.status_code, answer.json()) == (
         413,
-        {"error_code": "REQUEST_LIMIT_EXCEEDED",
-         "message": "the request body is larger than the limit of 100 bytes"},
+        {
+            "error_code": "REQUEST_LIMIT_EXCEEDED",
+            "message": "the request body is larger than the limit of 100 bytes",
+        },
     )
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: counted while reading
