@@ -101,12 +101,22 @@ class SearchConfig:
     parallelism: int = 2
 
 
+PROMOTE_POLICIES = ("always", "if_better", "never")
+
+
 @dataclass(frozen=True)
 class MlflowConfig:
-    """Where runs go and which registered model receives the new version."""
+    """Where runs go, which registered model receives the new version, and its alias.
+
+    ``promote`` says when the train job moves ``alias`` to the new version: ``always``,
+    ``if_better`` (its weighted test AUC beats the current holder's on this run's test split;
+    a model with no holder yet takes the alias) or ``never`` (``sparkhep promote`` by hand).
+    """
 
     experiment: str
     registered_model: str
+    alias: str = "champion"
+    promote: str = "if_better"
 
 
 @dataclass(frozen=True)
@@ -296,7 +306,16 @@ def _parse(raw: dict[str, Any], source: Path) -> JobConfig:
     mlflow_config = MlflowConfig(
         experiment=tracking.get("experiment", str, name),
         registered_model=tracking.get("registered_model", str, name),
+        alias=tracking.get("alias", str, "champion"),
+        promote=tracking.choice("promote", PROMOTE_POLICIES, "if_better"),
     )
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", mlflow_config.alias) or re.fullmatch(
+        r"[vV]\d+", mlflow_config.alias
+    ):
+        raise ConfigError(
+            f"{source}: key 'mlflow.alias' must be a name of letters, digits, '_' and '-' "
+            f"(not 'v<number>', which MLflow reserves), got {mlflow_config.alias!r}"
+        )
     tracking.finish()
     top.finish()
     return JobConfig(

@@ -22,6 +22,7 @@ from sparkhep.evaluate.metrics import Metric, overtraining_metrics, physics_metr
 from sparkhep.evaluate.scores import collect_scores
 from sparkhep.features.spark import build_features
 from sparkhep.features.split import SPLIT_COLUMN, assign_split
+from sparkhep.registry.promotion import promote, promote_if_better
 from sparkhep.registry.spark_model import log_and_register, spark_pip_requirements
 from sparkhep.registry.tracking import (
     TrackingServerUnreachable,
@@ -68,6 +69,8 @@ class TrainReport:
     run_id: str = ""
     registered_model: str = ""
     model_version: str = ""
+    alias: str = ""
+    promotion: str = ""
     tracking_uri: str = ""
 
     @contextmanager
@@ -305,7 +308,7 @@ def run_train_job(spark: SparkSession, config: JobConfig) -> TrainReport:
 
         if not config.split.kfold:
             with report.step("register"):
-                _register(model, config, report)
+                _register(spark, model, config, report, test=test)
     except TrackingServerUnreachable:
         _abandon_run()
         raise
@@ -401,7 +404,13 @@ def register_saved_model(spark: SparkSession, config: JobConfig, model_dir: str)
                 mlflow.log_artifact(
                     path, artifact_path=None if path == report.metrics_path else "plots"
                 )
-        _register(model, config, report)
+        features = f"{config.output.rstrip('/')}/features"
+        test = (
+            spark.read.parquet(features).filter(f"{SPLIT_COLUMN} = 'test'")
+            if path_exists(spark, features)
+            else None
+        )
+        _register(spark, model, config, report, test=test)
     return report
 
 
@@ -497,7 +506,48 @@ def _plots(
 
 
 # --- register: log the fitted pipeline as the run's model and register a new version ----------
-def _register(model: PipelineModel, config: JobConfig, report: TrainReport) -> None:
-    version = log_and_register(model, registered_model=config.mlflow.registered_model)
+def _register(
+    spark: SparkSession,
+    model: PipelineModel,
+    config: JobConfig,
+    report: TrainReport,
+    *,
+    test: DataFrame | None,
+) -> None:
+    """Log the two-flavor model, register a version and apply ``mlflow.promote`` to its alias.
+
+    A couple of raw events of the first sample (the feature spec's branches) document the
+    raw-event input form beside the model; their features are its input example.
+    """
+    spec = config.features
+    first = config.samples[0].name
+    raw_example = (
+        spark.read.parquet(sample_output(config, first)).select(*spec.branches()).limit(2).toArrow()
+    )
+    version = log_and_register(
+        model,
+        registered_model=config.mlflow.registered_model,
+        feature_spec=spec,
+        feature_names=report.features,
+        raw_example=raw_example,
+        engine=config.model.engine,
+    )
     report.registered_model = version.name
     report.model_version = str(version.version)
+    alias = config.mlflow.alias
+    if config.mlflow.promote == "always":
+        promote(version.name, version.version, alias=alias)
+        report.alias, report.promotion = alias, "promote = 'always'"
+    elif config.mlflow.promote == "if_better":
+        decision = promote_if_better(
+            version.name,
+            str(version.version),
+            alias=alias,
+            new_auc=report.test_auc,
+            spec=spec,
+            test=test,
+        )
+        report.alias = alias if decision.promoted else ""
+        report.promotion = decision.reason
+    else:
+        report.promotion = f"promote = 'never': {alias!r} left where it was"
