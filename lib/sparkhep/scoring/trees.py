@@ -99,13 +99,45 @@ def _depth(left: np.ndarray, right: np.ndarray, offsets: np.ndarray) -> int:
 
 
 def build_tree_evaluator(ensemble: GbtEnsemble) -> Callable[[np.ndarray], np.ndarray]:
-    """x (rows x features, float64) → P(signal): Treelite if importable, else numpy."""
+    """x (rows x features, float64) → P(signal): compiled with numba, else Treelite, else numpy.
+
+    Measured on a 100-tree, depth-5 ensemble (one thread, 10⁵ rows; benchmarks/serve.py):
+    Treelite's GTIL interpreter and the level-by-level numpy walk are 8-11x slower than
+    XGBoost's native predictor, and GTIL costs ~0.3 ms per call in thread start-up even for one
+    row; the numba walk is within the goal of 0.5x XGBoost and costs microseconds per event.
+    """
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        return compiled_evaluator(ensemble)
     try:
         import treelite  # noqa: F401
     except ImportError:
-        log.info("treelite not installed: the GBT is evaluated with numpy")
+        log.info("neither numba nor treelite is installed: the GBT is evaluated with numpy")
         return numpy_evaluator(ensemble)
+    log.info("numba is not installed: the GBT is evaluated with Treelite's GTIL (slower)")
     return treelite_evaluator(ensemble)
+
+
+def compiled_evaluator(ensemble: GbtEnsemble) -> Callable[[np.ndarray], np.ndarray]:
+    """The numba-compiled walk of :mod:`sparkhep.scoring.tree_kernel` (compiled at load)."""
+    from sparkhep.scoring.tree_kernel import gbt_probability
+
+    nodes = np.arange(len(ensemble.left))
+    leaf = ensemble.left < 0
+    children = np.empty(2 * len(nodes), dtype=np.int64)
+    children[0::2] = np.where(leaf, nodes, ensemble.left)
+    children[1::2] = np.where(leaf, nodes, ensemble.right)
+    arrays = (ensemble.offsets, ensemble.feature, ensemble.threshold, children, ensemble.value)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        rows = np.ascontiguousarray(x, dtype=np.float64)
+        return gbt_probability(rows, *arrays, ensemble.depth)
+
+    predict(np.zeros((1, ensemble.num_features)))
+    return predict
 
 
 def numpy_evaluator(ensemble: GbtEnsemble) -> Callable[[np.ndarray], np.ndarray]:
