@@ -192,7 +192,7 @@ def _body(test, n_events: int) -> bytes:
 UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def _wrk(url: str, body: bytes, *, connections: int, seconds: float, work: Path) -> dict:
+def _wrk(url: str, body: bytes, *, connections: int, seconds: int, work: Path) -> dict:
     """Requests/s and p50/p99 (ms) of ``wrk`` POSTing ``body`` for ``seconds``."""
     script = work / "post.lua"
     script.write_text(
@@ -200,12 +200,15 @@ def _wrk(url: str, body: bytes, *, connections: int, seconds: float, work: Path)
         'wrk.headers["Content-Type"] = "application/json"\n'
         f"wrk.body = [==[{body.decode()}]==]\n"
     )
-    timeout = max(10, int(seconds * 4))
+    duration = max(1, seconds)
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "30s"]
     done = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "30s",
-         "-s", str(script), url],
-        capture_output=True, text=True, timeout=timeout + 60, check=True,
-    )  # fmt: skip
+        [*command, "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        timeout=duration * 4 + 60,
+        check=True,
+    )
     out = done.stdout
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
