@@ -11,12 +11,15 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 from pyspark.sql import functions as F
 from sparkhep.config import load_config
 from sparkhep.evaluate.metrics import METRIC_NAMES, physics_metrics
-from sparkhep.evaluate.scores import collect_scores
-from sparkhep.train.job import run_train_job
+from sparkhep.evaluate.scores import collect_scores, signal_probability
+from sparkhep.registry.flavor import load_model
+from sparkhep.scoring import load_pipeline
+from sparkhep.train.job import fitted_model_dir, run_train_job
 from sparkhep.train.pipeline import VALIDATION, fit_pipeline
 from sparkhep.train.weights import training_weights
 
@@ -81,20 +84,68 @@ def test_gbt_job_reaches_weighted_auc_and_logs_everything(pythia_job):
     assert len(run.inputs.dataset_inputs) == 1
 
 
-def test_xgboost_reaches_weighted_auc(feature_frame, pythia_job):
+@pytest.fixture(scope="module")
+def xgboost_model(feature_frame, pythia_job):
     config, table = feature_frame
     _, report, _ = pythia_job
     frame = _fit_rows(table, config, "xgboost")
-    model = fit_pipeline(frame, report.features, _engine(config, "xgboost"))
-    assert _test_auc(model, table) >= 0.955
+    return fit_pipeline(frame, report.features, _engine(config, "xgboost"))
 
 
-def test_mlp_reaches_weighted_auc(feature_frame, pythia_job):
+@pytest.fixture(scope="module")
+def mlp_model(feature_frame, pythia_job):
     config, table = feature_frame
     _, report, _ = pythia_job
     frame = _fit_rows(table, config, "mlp")
-    model = fit_pipeline(frame, report.features, _engine(config, "mlp"))
-    assert _test_auc(model, table) >= 0.93
+    return fit_pipeline(frame, report.features, _engine(config, "mlp"))
+
+
+def test_xgboost_reaches_weighted_auc(feature_frame, xgboost_model):
+    _, table = feature_frame
+    assert _test_auc(xgboost_model, table) >= 0.955
+
+
+def test_mlp_reaches_weighted_auc(feature_frame, mlp_model):
+    _, table = feature_frame
+    assert _test_auc(mlp_model, table) >= 0.93
+
+
+def test_registered_gbt_scores_the_test_split_as_spark_does(pythia_job, feature_frame):
+    """The registered version, loaded by the numpy scorer, against Spark's kept pipeline."""
+    from pyspark.ml import PipelineModel
+
+    config, report, _ = pythia_job
+    _, table = feature_frame
+    numpy_model = load_model(f"models:/{report.registered_model}/{report.model_version}")
+    assert numpy_model.engine == "gbt"
+    assert numpy_model.feature_names == report.features
+    spark_model = PipelineModel.load(f"{fitted_model_dir(config)}/pipeline")
+    difference = _max_difference(spark_model, numpy_model.predict_matrix, table, report.features)
+    print(f"Pythia test split, gbt: max |numpy - Spark| = {difference:.3g}")
+    assert difference <= 1e-9
+
+
+@pytest.mark.parametrize(("engine", "tolerance"), [("mlp", 1e-9), ("xgboost", 1e-6)])
+def test_numpy_scores_the_test_split_as_spark_does(
+    engine, tolerance, request, feature_frame, pythia_job, tmp_path
+):
+    _, report, _ = pythia_job
+    _, table = feature_frame
+    model = request.getfixturevalue(f"{engine}_model")
+    model.write().save(str(tmp_path / "pipeline"))
+    scorer = load_pipeline(tmp_path / "pipeline")
+    assert scorer.engine == engine
+    difference = _max_difference(model, scorer.predict_matrix, table, report.features)
+    print(f"Pythia test split, {engine}: max |numpy - Spark| = {difference:.3g}")
+    assert difference <= tolerance
+
+
+def _max_difference(spark_model, predict, table, features) -> float:
+    test = table.filter("split = 'test'")
+    scored = spark_model.transform(test).select(signal_probability().alias("p_spark"), *features)
+    frame = scored.toPandas()
+    assert len(frame) > 1000
+    return float(np.abs(predict(frame[features].to_numpy()) - frame["p_spark"].to_numpy()).max())
 
 
 def _engine(config, engine):
