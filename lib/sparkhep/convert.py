@@ -5,8 +5,9 @@ metadata scan and partitions: one per file or entry range). Each Spark task then
 partition with the source's reader (uproot, Arrow batches cast to the declared schema) and
 writes them itself with pyarrow as one zstd Parquet file (row groups of up to
 ``ROW_GROUP_BYTES`` of Arrow data), or one per value of the partitioning column, named after
-the partition and the task attempt. Spark's own Parquet writer is not used: it converts every
-row to Spark's row format and writes row by row, which cost 3-4x the read itself. Per sample:
+the partition and the task attempt. Spark's own Parquet writer is not used: it takes the rows
+through the JVM's row format and writes them row by row, which made a conversion about three
+times as slow as the read alone (BENCHMARKS.md). Per sample:
 
 - ``<output>/samples/<sample>/`` holds the Parquet files and ``_manifest.json`` (the leading
   underscore makes Spark and pyarrow skip it when reading the dataset): the input files with
@@ -75,8 +76,8 @@ ROW_GROUP_BYTES = 128 * 1024**2
 """Arrow bytes (uncompressed) per Parquet row group at most: Spark's own default block size,
 which counts parquet-mr's encoded buffer, so these groups are no larger than Spark's."""
 MAX_PARTITION_VALUES = 10_000
-LISTED_FILES = 5
 """Distinct values of the partitioning column one task may write (pyarrow's default is 1024)."""
+LISTED_FILES = 5
 PROGRESS_SECONDS = 1.0
 _PYTHON_ERROR = re.compile(
     r"(?:^|\n)\s*(?:[\w.]+\.)?(BadFileError|ValueError|OverflowError|TypeError|"
