@@ -608,4 +608,3 @@ def register_root_source(spark: SparkSession) -> None:
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     spark.dataSource.register(RootDataSource)
-
