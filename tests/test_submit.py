@@ -162,6 +162,25 @@ def test_job_without_config_is_refused(tmp_path):
         )
 
 
+def test_predict_needs_no_config_and_ships_none(tmp_path):
+    job_args = ["models:/tthad@champion", "hdfs://nn/user/me/samples/ttbar", "--output", "s"]
+    run = submit.build_submission(
+        target="yarn",
+        job="predict",
+        job_args=job_args,
+        settings={},
+        spark_home=SPARK_HOME,
+        deploy_mode="cluster",
+        packed=PACKED,
+        workdir=tmp_path,
+        base_env={},
+    )
+    assert "--files" not in run.argv
+    assert _flag(run.argv, "--archives") == "/envs/k/env.tar.gz#environment"
+    script = run.argv.index(str(REPO / "jobs" / "predict.py"))
+    assert run.argv[script + 1 :] == job_args
+
+
 def test_config_given_with_equals_sign(tmp_path):
     run = submit.build_submission(
         target="yarn",
