@@ -6,6 +6,7 @@ Two train jobs on one small synthetic sample register version 1 (GBT, 10 trees) 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 from sparkhep.cli import main
-from sparkhep.config import load_config
+from sparkhep.config import ConfigError, load_config
 from sparkhep.features.spec import FeatureSpec
 from sparkhep.generate import write_sample
 from sparkhep.registry.flavor import LOADER_MODULE, load_model
@@ -32,7 +33,6 @@ from sparkhep.train.job import run_train_job
 REPO = Path(__file__).resolve().parents[1]
 NAME = "registry-test"
 EVENTS_PER_KIND = 2000
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +75,25 @@ def jobs(spark, registry, tmp_path_factory):
     return good_config, good, worse, test
 
 
+def test_mlflow_alias_and_promote_keys_are_parsed_and_checked():
+    demo = REPO / "conf/jobs/demo.toml"
+    assert load_config(demo).mlflow.promote == "if_better"
+    assert load_config(demo).mlflow.alias == "champion"
+    config = load_config(demo, overrides=["mlflow.promote='never'", "mlflow.alias='prod'"])
+    assert (config.mlflow.promote, config.mlflow.alias) == ("never", "prod")
+    with pytest.raises(ConfigError, match=r"'mlflow.promote' must be one of \['always', "):
+        load_config(demo, overrides=["mlflow.promote='sometimes'"])
+    with pytest.raises(ConfigError, match=r"'mlflow.alias'.*got 'v3'"):
+        load_config(demo, overrides=["mlflow.alias='v3'"])
+    with pytest.raises(ConfigError, match=r"unknown key 'mlflow.promot'"):
+        load_config(demo, overrides=["mlflow.promot='always'"])
+
+
 def _model_dir(uri: str) -> Path:
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
 
 
+@pytest.mark.slow
 def test_every_run_registers_a_two_flavor_model(jobs, registry):
     config, good, worse, _ = jobs
     assert (good.model_version, worse.model_version) == ("1", "2")
@@ -101,6 +116,7 @@ def test_every_run_registers_a_two_flavor_model(jobs, registry):
     assert model.engine == "gbt"
 
 
+@pytest.mark.slow
 def test_worse_model_does_not_take_the_alias(jobs, registry):
     _, good, worse, _ = jobs
     assert good.alias == "champion"
@@ -110,6 +126,7 @@ def test_worse_model_does_not_take_the_alias(jobs, registry):
     assert str(alias_holder(NAME, "champion").version) == "1"
 
 
+@pytest.mark.slow
 def test_holder_is_scored_on_this_runs_test_rows(jobs, registry):
     """The AUC that stopped version 2 is version 1's own test AUC, recomputed by numpy."""
     _, good, worse, _ = jobs
@@ -117,6 +134,7 @@ def test_holder_is_scored_on_this_runs_test_rows(jobs, registry):
     assert holder_auc == pytest.approx(good.test_auc, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_better_model_takes_the_alias(jobs, registry):
     config, good, _, test = jobs
     promote(NAME, "2", alias="challenger-test")
@@ -129,6 +147,21 @@ def test_better_model_takes_the_alias(jobs, registry):
     assert str(alias_holder(NAME, "challenger-test").version) == "1"
 
 
+@pytest.mark.slow
+def test_another_feature_spec_compares_the_logged_metrics(jobs, registry):
+    config, good, worse, test = jobs
+    other = dataclasses.replace(config.features, event=config.features.event[:-1])
+    promote(NAME, "1", alias="spec-test")
+    decision = promote_if_better(
+        NAME, "2", alias="spec-test", new_auc=worse.test_auc, spec=other, test=test
+    )
+    assert not decision.promoted
+    assert decision.compared_on == "its logged test_auc: another feature spec"
+    assert decision.holder_auc == pytest.approx(good.test_auc, rel=1e-12)
+    assert str(alias_holder(NAME, "spec-test").version) == "1"
+
+
+@pytest.mark.slow
 def test_promote_command(jobs, registry, capsys):
     assert main(["promote", NAME, "2", "--alias", "staging"]) == 0
     assert str(alias_holder(NAME, "staging").version) == "2"
@@ -153,6 +186,7 @@ print(json.dumps({"raw": list(map(float, model.predict(pd.DataFrame(raw)))),
 """
 
 
+@pytest.mark.slow
 def test_pyfunc_from_the_registry_scores_both_forms_as_spark_does(jobs, registry, spark, tmp_path):
     from pyspark.ml.functions import vector_to_array
 
@@ -190,6 +224,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_mlflow_models_serve_needs_no_java(jobs, registry, tmp_path):
     uri, _ = registry
     port = _free_port()
