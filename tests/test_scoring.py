@@ -286,4 +286,7 @@ def test_model_directory_carries_spec_features_and_raw_form(fitted):
     assert "| `Jet_pt` | list<item: float> | yes |" in (root / "raw_input.md").read_text()
     requirements = (root / "requirements.txt").read_text().split()
     assert any(r.startswith("pyspark==") for r in requirements)
-    assert not any(r.startswith(("treelite", "xgboost")) for r in requirements)
+    assert not any(r.startswith(("numba", "treelite", "xgboost")) for r in requirements)
+    for engine, needed in (("gbt", "numba=="), ("xgboost", "xgboost-cpu==")):
+        listed = (fitted[engine][0] / "mlflow/requirements.txt").read_text().split()
+        assert any(r.startswith(needed) for r in listed)

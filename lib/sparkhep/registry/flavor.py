@@ -46,14 +46,15 @@ log = logging.getLogger(__name__)
 LOADER_MODULE = "sparkhep.registry.flavor"
 RAW_INPUT_JSON = "raw_input.json"
 RAW_INPUT_MD = "raw_input.md"
-ENGINE_REQUIREMENTS = {"gbt": "treelite", "xgboost": "xgboost-cpu"}
+# the GBT's evaluator (numba; Treelite and numpy are fallbacks), xgboost's booster
+ENGINE_REQUIREMENTS = {"gbt": "numba", "xgboost": "xgboost-cpu"}
 
 
 def pip_requirements(engine: str) -> list[str]:
     """What the model needs to load in both flavors, pinned to this environment's versions.
 
     Args:
-        engine: ``gbt`` (Treelite evaluates it), ``mlp`` or ``xgboost``.
+        engine: ``gbt`` (numba compiles its evaluator), ``mlp`` or ``xgboost``.
 
     Returns:
         Requirement strings. sparkhep itself (the pyfunc loader) must be installed beside them;
