@@ -24,30 +24,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "cluster"))
 
-from services import LOOPBACK, SUBMIT, start_cluster  # noqa: E402
+from services import LOOPBACK, SUBMIT, demo_job_args, start_cluster  # noqa: E402
 
 LOGS = REPO / "build" / "benchmarks"
+MODEL = "scaling-benchmark"
 STEP = re.compile(r"time per step\s*: (.*)")
-
-
-def job_args(sample: Path, output: Path, *, max_iter: int) -> list[str]:
-    """The demo job on ``sample``, writing to ``output``."""
-    return [
-        "--config",
-        str(REPO / "conf" / "jobs" / "demo.toml"),
-        "--set",
-        f"job.output='{output}'",
-        "--set",
-        f"samples.synthetic_ttbar.paths=['{sample}/synthetic_signal_*.root']",
-        "--set",
-        f"samples.synthetic_qcd.paths=['{sample}/synthetic_background_*.root']",
-        "--set",
-        f"model.params.maxIter={max_iter}",
-        "--set",
-        "mlflow.registered_model='scaling-benchmark'",
-        "--set",
-        "mlflow.experiment='scaling-benchmark'",
-    ]
 
 
 def run(label: str, command: list[str], *, cwd: Path, env: dict[str, str]) -> dict[str, float]:
@@ -95,7 +76,10 @@ def main() -> int:
         for cores in (1, 2):
             label = f"local[{cores}]"
             command = [sys.executable, str(SUBMIT), "local", "--master", label, *common]
-            command += ["train", *job_args(sample, tmp / f"local{cores}", max_iter=args.max_iter)]
+            command += [
+                "train",
+                *demo_job_args(sample, tmp / f"local{cores}", max_iter=args.max_iter, model=MODEL),
+            ]
             results[label] = run(label, command, cwd=tmp, env=env)
         subprocess.run([sys.executable, str(SUBMIT), "pack"], check=True, capture_output=True)
         for workers in (1, 2):
@@ -108,7 +92,9 @@ def main() -> int:
                 command += ["--conf", f"spark.driver.host={LOOPBACK}"]
                 command += [
                     "train",
-                    *job_args(sample, tmp / f"sa{workers}", max_iter=args.max_iter),
+                    *demo_job_args(
+                        sample, tmp / f"sa{workers}", max_iter=args.max_iter, model=MODEL
+                    ),
                 ]
                 results[label] = run(label, command, cwd=tmp, env=env)
             finally:

@@ -33,6 +33,33 @@ EXECUTOR_MEMORY = "1g"
 WORKER_MEMORY = "1536m"
 
 
+def demo_job_args(sample: Path, output: Path, *, max_iter: int, model: str) -> list[str]:
+    """Arguments of the demo job (``conf/jobs/demo.toml``) on the SYNTHETIC ``sample``.
+
+    Args:
+        sample: a directory of ``sparkhep.generate`` files (both kinds).
+        output: the job's output directory.
+        max_iter: GBT trees.
+        model: the registered model and experiment name.
+    """
+    return [
+        "--config",
+        str(REPO / "conf" / "jobs" / "demo.toml"),
+        "--set",
+        f"job.output='{output}'",
+        "--set",
+        f"samples.synthetic_ttbar.paths=['{sample}/synthetic_signal_*.root']",
+        "--set",
+        f"samples.synthetic_qcd.paths=['{sample}/synthetic_background_*.root']",
+        "--set",
+        f"model.params.maxIter={max_iter}",
+        "--set",
+        f"mlflow.registered_model='{model}'",
+        "--set",
+        f"mlflow.experiment='{model}'",
+    ]
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as probe:

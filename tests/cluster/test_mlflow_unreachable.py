@@ -12,7 +12,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from services import LOOPBACK, REPO, MlflowServer, free_port, run_job, wait_until
+from services import LOOPBACK, MlflowServer, demo_job_args, free_port, run_job, wait_until
 from sparkhep.generate import write_sample
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -43,20 +43,7 @@ def train_command(sample: Path, output: Path, *extra: str) -> list[str]:
     return [
         SPARKHEP,
         "train",
-        "--config",
-        str(REPO / "conf" / "jobs" / "demo.toml"),
-        "--set",
-        f"job.output='{output}'",
-        "--set",
-        f"samples.synthetic_ttbar.paths=['{sample}/synthetic_signal_*.root']",
-        "--set",
-        f"samples.synthetic_qcd.paths=['{sample}/synthetic_background_*.root']",
-        "--set",
-        "model.params.maxIter=5",
-        "--set",
-        f"mlflow.registered_model='{MODEL}'",
-        "--set",
-        f"mlflow.experiment='{MODEL}'",
+        *demo_job_args(sample, output, max_iter=5, model=MODEL),
         "--spark-conf",
         "spark.master=local[2]",
         "--spark-conf",

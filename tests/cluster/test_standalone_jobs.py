@@ -10,7 +10,7 @@ import mlflow
 import pyarrow.dataset as ds
 import pytest
 from services import (
-    REPO,
+    demo_job_args,
     executor_workers,
     free_port,
     read_events,
@@ -36,22 +36,7 @@ def sample(tmp_path_factory) -> Path:
 
 
 def job_args(sample: Path, output: Path) -> list[str]:
-    return [
-        "--config",
-        str(REPO / "conf" / "jobs" / "demo.toml"),
-        "--set",
-        f"job.output='{output}'",
-        "--set",
-        f"samples.synthetic_ttbar.paths=['{sample}/synthetic_signal_*.root']",
-        "--set",
-        f"samples.synthetic_qcd.paths=['{sample}/synthetic_background_*.root']",
-        "--set",
-        "model.params.maxIter=8",
-        "--set",
-        f"mlflow.registered_model='{MODEL}'",
-        "--set",
-        f"mlflow.experiment='{MODEL}'",
-    ]
+    return demo_job_args(sample, output, max_iter=8, model=MODEL)
 
 
 def run_submit(command: list[str], *, cwd: Path, env: dict[str, str], log: Path) -> None:
