@@ -6,12 +6,17 @@ and the same cores:
 
 - single-node ``xgboost.XGBClassifier(tree_method="hist")`` (the baseline, data already in memory),
 - the ``xgboost`` engine (``xgboost.spark``),
-- the MLlib GBT with sparkhep's settings (early stopping, maxBins 32, stepSize 0.2, node-id cache),
+- the MLlib GBT with sparkhep's settings (early stopping on the validation rows),
 - ``GBTClassifier`` with default settings run for 100 iterations (the MLlib baseline),
 - the MLP.
 
-Each fit is also repeated with one iteration to separate the fixed overhead from the
-per-iteration time. Prints a Markdown table of wall time, ratios and weighted test AUC.
+The sparkhep engines run with the parameters the shipped ``conf/jobs/tthad.toml`` gives them
+(its ``[model.<engine>]`` table over the engine's defaults), i.e. what ``sparkhep train`` fits.
+An untimed two-iteration GBT fit warms the JVM up first (the first tree fit in a JVM pays for
+JIT compilation). Each fit is also repeated with one iteration to separate the fixed overhead
+from the per-iteration time. Prints a Markdown table of wall time, ratios and weighted test AUC
+(with its Poisson-bootstrap error), and the load average around each dataset: on a shared
+machine wall times are only comparable within one run.
 
     .venv/bin/python benchmarks/train.py --events 100000
 """
@@ -42,7 +47,7 @@ def _table(spark, config, sample_dir: Path):
     return spark.read.parquet(out)
 
 
-def _config(out: Path, signal: str, background: str):
+def _config(out: Path, signal: str, background: str, *, engine: str = "gbt"):
     from sparkhep.config import load_config
 
     return load_config(
@@ -51,8 +56,14 @@ def _config(out: Path, signal: str, background: str):
             f"job.output='{out}'",
             f"samples.ttbar.paths=['{signal}']",
             f"samples.qcd.paths=['{background}']",
+            f"model.engine='{engine}'",
         ],
     )
+
+
+def _shipped_models() -> dict:
+    """``ModelConfig`` per engine as ``conf/jobs/tthad.toml`` sets it (paths do not matter)."""
+    return {e: _config(Path("unused"), "s", "b", engine=e).model for e in ("gbt", "mlp", "xgboost")}
 
 
 def _arrays(table, names, split):
@@ -73,12 +84,12 @@ def _timed(fit):
     return model, time.perf_counter() - start
 
 
-def _bench_dataset(spark, name, table, rows):
+def _bench_dataset(spark, name, table, rows, models):
     from pyspark.ml import Pipeline
     from pyspark.ml.classification import GBTClassifier
     from pyspark.ml.feature import VectorAssembler
     from pyspark.sql import functions as F
-    from sparkhep.config import ModelConfig, WeightsConfig
+    from sparkhep.config import WeightsConfig
     from sparkhep.evaluate.metrics import physics_metrics
     from sparkhep.evaluate.scores import collect_scores
     from sparkhep.train.job import constant_features
@@ -99,16 +110,13 @@ def _bench_dataset(spark, name, table, rows):
     test.count()
 
     def auc(model):
-        return physics_metrics(*collect_scores(model.transform(test)), n_bootstrap=0)[
-            "test_auc"
-        ].value
+        return physics_metrics(*collect_scores(model.transform(test)), n_bootstrap=50)["test_auc"]
 
     import xgboost
 
     x_train, y_train, _, w_train = _arrays(weighted, names, "train")
     x_val, y_val, _, w_val = _arrays(weighted, names, "validation")
     x_test, y_test, w_test, _ = _arrays(weighted, names, "test")
-    from sklearn.metrics import roc_auc_score
 
     def single(n_estimators):
         settings = {**XGBOOST_DEFAULTS, "n_estimators": n_estimators}
@@ -119,20 +127,28 @@ def _bench_dataset(spark, name, table, rows):
                   sample_weight_eval_set=[w_val], verbose=False)  # fmt: skip
         return model
 
+    # untimed: the first MLlib tree fit in a JVM pays for JIT compilation, whichever engine it is
+    _warm_up(frame, names)
     results = []
 
     def record(engine, full, one, iterations, score):
         overhead = one
         per_iteration = (full - one) / max(iterations - 1, 1)
         results.append((engine, full, overhead, per_iteration, iterations, score))
-        print(f"  {name} {engine}: {full:.1f} s, {iterations} it, AUC {score:.4f}", flush=True)
+        print(
+            f"  {name} {engine}: {full:.1f} s (1 it: {one:.1f} s), {iterations} it, "
+            f"AUC {score.value:.4f} ± {score.error:.4f}, load {_load()}",
+            flush=True,
+        )
 
     model, t_full = _timed(lambda: single(XGBOOST_DEFAULTS["n_estimators"]))
     _, t_one = _timed(lambda: single(1))
-    score = roc_auc_score(y_test, model.predict_proba(x_test)[:, 1], sample_weight=w_test)
+    score = physics_metrics(model.predict_proba(x_test)[:, 1], y_test, w_test, n_bootstrap=50)[
+        "test_auc"
+    ]
     record("single-node xgboost (hist)", t_full, t_one, model.best_iteration + 1, score)
 
-    xgb = ModelConfig(engine="xgboost", params={})
+    xgb = models["xgboost"]
     model, t_full = _timed(lambda: fit_pipeline(frame, names, xgb))
     _, t_one = _timed(
         lambda: fit_pipeline(frame, names, xgb, params={"n_estimators": 1}, early_stopping=False)
@@ -142,7 +158,7 @@ def _bench_dataset(spark, name, table, rows):
         "xgboost engine (xgboost.spark)", t_full, t_one, booster.num_boosted_rounds(), auc(model)
     )
 
-    gbt = ModelConfig(engine="gbt", params={})
+    gbt = models["gbt"]
     model, t_full = _timed(lambda: fit_pipeline(frame, names, gbt))
     _, t_one = _timed(lambda: fit_pipeline(frame, names, gbt, params={"maxIter": 1}))
     record("MLlib GBT, sparkhep settings", t_full, t_one, model.stages[-1].getNumTrees, auc(model))
@@ -158,26 +174,43 @@ def _bench_dataset(spark, name, table, rows):
     _, t_one = _timed(lambda: default_gbt(1))
     record("MLlib GBT, defaults, 100 it", t_full, t_one, 100, auc(model))
 
-    mlp = ModelConfig(engine="mlp", params={"maxIter": 200}, hidden_layers=(64, 32))
+    mlp = models["mlp"]
     model, t_full = _timed(lambda: fit_pipeline(frame, names, mlp))
     _, t_one = _timed(lambda: fit_pipeline(frame, names, mlp, params={"maxIter": 1}))
     iterations = len(model.stages[-1].summary().objectiveHistory)
-    record("MLlib MLP (64, 32)", t_full, t_one, iterations, auc(model))
+    layers = ", ".join(str(h) for h in mlp.hidden_layers)
+    record(f"MLlib MLP ({layers})", t_full, t_one, iterations, auc(model))
     frame.unpersist()
     test.unpersist()
     return names, n_fit, rows, results
 
 
-def _print(name, names, n_fit, rows, results):
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _warm_up(frame, names) -> None:
+    """Two-iteration GBT fits (with and without validation rows), so no timed fit comes first."""
+    from sparkhep.config import ModelConfig
+    from sparkhep.train.pipeline import fit_pipeline
+
+    warm = ModelConfig(engine="gbt", params={"maxIter": 2})
+    fit_pipeline(frame, names, warm)
+    fit_pipeline(frame, names, warm, early_stopping=False)
+
+
+def _print(name, names, n_fit, rows, results, loads):
     base = results[0][1]
     default_gbt = next(r[1] for r in results if "defaults" in r[0])
     print(f"\n### {name}: {rows} events, {n_fit} train+validation, {len(names)} features\n")
+    print(f"Load average (1, 5, 15 min) at start {loads[0]}, at end {loads[1]}.\n")
     print("| engine | wall time (s) | vs single-node xgboost | vs default GBT | fixed overhead (s)"
           " | per iteration (s) | iterations | weighted test AUC |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
     for engine, full, overhead, per_iteration, iterations, score in results:
         print(f"| {engine} | {full:.1f} | {full / base:.2f}x | {default_gbt / full:.2f}x less | "
-              f"{overhead:.1f} | {per_iteration:.3f} | {iterations} | {score:.4f} |")  # fmt: skip
+              f"{overhead:.1f} | {per_iteration:.3f} | {iterations} | "
+              f"{score.value:.4f} ± {score.error:.4f} |")  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -203,6 +236,7 @@ def main(argv=None) -> int:
     )  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="sparkhep-bench-train-"))
     spark.sparkContext.setCheckpointDir(str(work / "checkpoints"))
+    models = _shipped_models()
     datasets = []
     if not args.no_pythia:
         config = _config(
@@ -223,7 +257,9 @@ def main(argv=None) -> int:
         for name, directory, config in datasets:
             table = _table(spark, config, directory)
             rows = table.count()
-            _print(name, *_bench_dataset(spark, name, table, rows))
+            start = _load()
+            measured = _bench_dataset(spark, name, table, rows, models)
+            _print(name, *measured, (start, _load()))
     finally:
         spark.stop()
     return 0

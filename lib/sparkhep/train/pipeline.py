@@ -4,7 +4,8 @@ Every fitted model is a ``PipelineModel`` whose first stage assembles the featur
 ``features`` and whose last stage writes ``probability`` (index 1 = P(signal)):
 
 - ``gbt``: ``[VectorAssembler, GBTClassifier]``, weighted, early stopping on the rows flagged by
-  ``is_validation`` (``validationIndicatorCol``), node-id caching and checkpointing.
+  ``is_validation`` (``validationIndicatorCol``). Node-id caching and checkpointing are off
+  (``GBT_DEFAULTS`` says why).
 - ``mlp``: ``[VectorAssembler, StandardScaler(withMean, withStd) → features_scaled,
   MultilayerPerceptronClassifier]``; the input width is read from the assembled vector. MLlib's
   MLP takes no weights, so it is trained on a sample in which each event appears on average
@@ -41,6 +42,13 @@ SCALED_VECTOR = "features_scaled"
 VALIDATION = "is_validation"
 LABEL = "label"
 
+# Measured in benchmarks/train.py (BENCHMARKS.md "Train"). MLlib bins and caches the training
+# points itself, and the trees are shallow: node-id caching costs an extra RDD materialisation per
+# level and checkpointing a disk write every few iterations, both for lineages too short (depth 5,
+# at most maxIter iterations) to need them. stepSize 0.2 with early stopping (MLlib stops at the
+# first iteration improving the validation loss by less than validationTol, relative) needs about
+# a third of the trees of MLlib's defaults (stepSize 0.1, 100 iterations); deeper trees (6-8) or a
+# larger step stop earlier at a lower test AUC on the Pythia and generated samples.
 GBT_DEFAULTS: dict[str, Any] = {
     "maxIter": 100,
     "maxDepth": 5,
@@ -49,8 +57,8 @@ GBT_DEFAULTS: dict[str, Any] = {
     "subsamplingRate": 0.8,
     "featureSubsetStrategy": "all",
     "validationTol": 0.001,
-    "cacheNodeIds": True,
-    "checkpointInterval": 10,
+    "cacheNodeIds": False,
+    "checkpointInterval": -1,
     "seed": 42,
 }
 MLP_DEFAULTS: dict[str, Any] = {"maxIter": 50, "solver": "l-bfgs", "tol": 1e-6, "seed": 42}
