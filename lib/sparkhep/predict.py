@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from sparkhep.evaluate.scores import signal_probability
 from sparkhep.features.spark import build_features
 from sparkhep.features.spec import FeatureSpec
-from sparkhep.scoring.model import FEATURES_FILE, SPARK_MODEL_DIR, SPEC_FILE
+from sparkhep.scoring.model import SPARK_MODEL_DIR, read_model_features
 from sparkhep.storage import atomic_directory, write_text
 
 if TYPE_CHECKING:
@@ -78,16 +78,12 @@ def load_batch_model(model_uri: str) -> BatchModel:
 
     configure_tracking()
     local = Path(download_artifacts(artifact_uri=model_uri, dst_path=tempfile.mkdtemp()))
-    spec_path = local / SPEC_FILE
-    if not spec_path.is_file():
+    spec, names = read_model_features(local)
+    if names is None or not (local / SPARK_MODEL_DIR).is_dir():
         raise FileNotFoundError(
-            f"{model_uri}: not a sparkhep model (it has no {SPEC_FILE}; it must be logged by "
-            "the train job, sparkhep.registry.flavor)"
+            f"{model_uri}: a sparkhep model has its feature columns and a Spark pipeline "
+            f"({SPARK_MODEL_DIR}/); this one lacks them"
         )
-    spec = FeatureSpec.from_dict(json.loads(spec_path.read_text()))
-    names = json.loads((local / FEATURES_FILE).read_text())["features"]
-    if not (local / SPARK_MODEL_DIR).is_dir():
-        raise FileNotFoundError(f"{model_uri}: the model has no Spark pipeline ({SPARK_MODEL_DIR})")
     pipeline = mlflow.spark.load_model(str(local))
     return BatchModel(pipeline=pipeline, spec=spec, feature_names=tuple(names))
 

@@ -156,6 +156,29 @@ def load_scoring_model(path: str | Path) -> ScoringModel:
         ValueError: naming a pipeline stage the numpy scorer does not implement.
     """
     root = Path(path)
+    spec, recorded = read_model_features(root)
+    model = ScoringModel(load_pipeline(root / SPARK_MODEL_DIR), spec, path=root)
+    if recorded is not None and recorded != model.feature_names:
+        raise ValueError(
+            f"{root / FEATURES_FILE} lists features {recorded!r}, but the pipeline's assembler "
+            f"reads {model.feature_names!r}"
+        )
+    log.info("loaded %r", model)
+    return model
+
+
+def read_model_features(root: Path) -> tuple[FeatureSpec, list[str] | None]:
+    """The feature spec and feature columns a sparkhep model directory carries.
+
+    Args:
+        root: the model directory.
+
+    Returns:
+        The spec and the recorded feature columns (None when the file is absent).
+
+    Raises:
+        FileNotFoundError: the directory has no feature spec (not a sparkhep model).
+    """
     spec_path = root / SPEC_FILE
     if not spec_path.is_file():
         raise FileNotFoundError(
@@ -163,17 +186,10 @@ def load_scoring_model(path: str | Path) -> ScoringModel:
             "sparkhep.registry.flavor.save_model)"
         )
     spec = FeatureSpec.from_dict(json.loads(spec_path.read_text()))
-    model = ScoringModel(load_pipeline(root / SPARK_MODEL_DIR), spec, path=root)
     features_path = root / FEATURES_FILE
-    if features_path.is_file():
-        recorded = json.loads(features_path.read_text())["features"]
-        if recorded != model.feature_names:
-            raise ValueError(
-                f"{features_path} lists features {recorded!r}, but the pipeline's assembler "
-                f"reads {model.feature_names!r}"
-            )
-    log.info("loaded %r", model)
-    return model
+    if not features_path.is_file():
+        return spec, None
+    return spec, json.loads(features_path.read_text())["features"]
 
 
 def _feature_matrix(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
