@@ -127,6 +127,18 @@ class ConvertOptions:
         values["aliases"] = [list(pair) for pair in self.aliases]
         return values
 
+    def reading(self) -> dict[str, Any]:
+        """The keyword arguments of ``read_root`` / ``root_source_options`` (but ``branches``)."""
+        return {
+            "exclude": self.exclude,
+            "entry_step": self.entry_step,
+            "cut": self.cut,
+            "aliases": dict(self.aliases) or None,
+            "recursive": self.recursive,
+            "on_bad_file": self.on_bad_file,
+            "uint64_as_decimal": self.uint64_as_decimal,
+        }
+
 
 @dataclass(frozen=True)
 class InputFile:
@@ -448,14 +460,8 @@ def read_sample(
         list(sample.paths),
         tree=sample.tree,
         branches=tuple(branches) if branches is not None else options.branches,
-        exclude=options.exclude,
-        entry_step=options.entry_step,
-        cut=options.cut,
-        aliases=dict(options.aliases) or None,
-        recursive=options.recursive,
-        on_bad_file=options.on_bad_file,
-        uint64_as_decimal=options.uint64_as_decimal,
         source=source,
+        **options.reading(),
     )
 
 
@@ -490,15 +496,7 @@ def plan_sample(
 
     options = options or ConvertOptions()
     source_options = root_source_options(
-        tree=sample.tree,
-        branches=options.branches,
-        exclude=options.exclude,
-        entry_step=options.entry_step,
-        cut=options.cut,
-        aliases=dict(options.aliases) or None,
-        recursive=options.recursive,
-        on_bad_file=options.on_bad_file,
-        uint64_as_decimal=options.uint64_as_decimal,
+        tree=sample.tree, branches=options.branches, **options.reading()
     )
     paths = expand_paths(list(sample.paths), recursive=options.recursive)
     source = RootDataSource({**source_options, "paths": json.dumps(paths)})
