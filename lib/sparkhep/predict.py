@@ -59,8 +59,9 @@ class BatchModel:
 def load_batch_model(model_uri: str) -> BatchModel:
     """The Spark pipeline and feature spec of a sparkhep model (``models:/tthad@champion``, …).
 
-    The artifacts are downloaded once; ``mlflow.spark.load_model`` then loads the local copy
-    (on a cluster it copies it to the distributed filesystem for the executors).
+    The artifacts are downloaded once, to a temporary directory; ``mlflow.spark.load_model``
+    then loads the local copy (on a cluster it copies it to the distributed filesystem for the
+    executors).
 
     Args:
         model_uri: any MLflow model URI or a local model directory.
@@ -77,14 +78,16 @@ def load_batch_model(model_uri: str) -> BatchModel:
     from sparkhep.registry.tracking import configure_tracking
 
     configure_tracking()
-    local = Path(download_artifacts(artifact_uri=model_uri, dst_path=tempfile.mkdtemp()))
-    spec, names = read_model_features(local)
-    if names is None or not (local / SPARK_MODEL_DIR).is_dir():
-        raise FileNotFoundError(
-            f"{model_uri}: a sparkhep model has its feature columns and a Spark pipeline "
-            f"({SPARK_MODEL_DIR}/); this one lacks them"
-        )
-    pipeline = mlflow.spark.load_model(str(local))
+    # The stages read their data when loaded, so the downloaded copy can go afterwards.
+    with tempfile.TemporaryDirectory(prefix="sparkhep-predict-") as scratch:
+        local = Path(download_artifacts(artifact_uri=model_uri, dst_path=scratch))
+        spec, names = read_model_features(local)
+        if names is None or not (local / SPARK_MODEL_DIR).is_dir():
+            raise FileNotFoundError(
+                f"{model_uri}: a sparkhep model has its feature columns and a Spark pipeline "
+                f"({SPARK_MODEL_DIR}/); this one lacks them"
+            )
+        pipeline = mlflow.spark.load_model(str(local))
     return BatchModel(pipeline=pipeline, spec=spec, feature_names=tuple(names))
 
 
