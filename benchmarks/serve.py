@@ -58,15 +58,14 @@ def _train(work: Path, events: int):
     from pyspark.sql import functions as F
     from sparkhep.config import load_config
     from sparkhep.convert import convert_samples, sample_output
-    from sparkhep.generate import write_sample
+    from sparkhep.generate import write_demo_samples
     from sparkhep.session import build_session
     from sparkhep.train.job import constant_features, feature_table
     from sparkhep.train.pipeline import VALIDATION, fit_pipeline
     from sparkhep.train.weights import training_weights
 
     data = work / "synthetic"
-    write_sample(data, kind="signal", n_events=events, n_files=2, seed=21)
-    write_sample(data, kind="background", n_events=events, n_files=2, seed=22)
+    write_demo_samples(data, n_events=events, seed=21)
     spark = build_session(
         app_name="sparkhep-bench-serve",
         overrides={"spark.master": "local[2]", "spark.ui.enabled": "false"},
