@@ -3,7 +3,8 @@
 Spark 4 rejects record batches whose schema differs in any way from the declared one
 (``DATA_SOURCE_RETURN_SCHEMA_MISMATCH``), while awkward's own Arrow export gives ``large_list``,
 unsigned types, non-null fields and extension metadata. So arrays are built here straight from
-the layout's buffers: offsets rebased and narrowed to int32, numeric content handed to Arrow
+the layout's buffers: offsets rebased, narrowed to int32 and checked never to decrease (Arrow
+would read past the values), numeric content handed to Arrow
 without a copy where the type already matches, unsigned integers widened, and uint64 checked to
 fit a signed bigint (never a silent wrap) unless the column is ``decimal(20,0)``. Records become
 struct arrays and missing values (option types) Arrow nulls. No Python loop runs over entries.
@@ -53,6 +54,7 @@ def layout_to_arrow(layout: Any, arrow_type: pa.DataType) -> pa.Array:
     Raises:
         UnsignedOverflowError: a uint64 value is 2**63 or more (``row`` is a row of ``layout``).
         TypeError: the layout cannot become ``arrow_type``.
+        ValueError: list offsets decrease (what uproot gives when it misreads a branch).
     """
     import awkward as ak
 
@@ -106,6 +108,14 @@ def _list_to_arrow(layout: Any, arrow_type: pa.DataType) -> pa.Array:
     if first != 0 or last != content.length:
         content = content[first:last]
     relative = (offsets - first).astype(np.int32)
+    # Arrow does not check given offsets (it would read past the values): a misread must fail.
+    decreasing = np.flatnonzero(relative[1:] < relative[:-1])
+    if len(decreasing):
+        row = int(decreasing[0])
+        raise ValueError(
+            f"expected non-decreasing list offsets, got {int(offsets[row])} then "
+            f"{int(offsets[row + 1])} at row {row} of {layout.form.type}: the branch was misread"
+        )
     if pa.types.is_string(arrow_type) or pa.types.is_binary(arrow_type):
         chars = np.ascontiguousarray(np.asarray(content.data))
         array_class = pa.StringArray if pa.types.is_string(arrow_type) else pa.BinaryArray

@@ -784,4 +784,8 @@ def _to_batch(
             raise TypeError(
                 f"branch {arrow_field.name!r} of tree {options.tree!r} in {path!r}: {err}"
             ) from err
+        except ValueError as err:
+            raise ValueError(
+                f"branch {arrow_field.name!r} of tree {options.tree!r} in {path!r}: {err}"
+            ) from err
     return pa.RecordBatch.from_arrays(columns, schema=arrow_schema)

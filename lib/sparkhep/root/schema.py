@@ -8,7 +8,8 @@ values of 2**63 and above rejected at read time, or ``decimal(20,0)`` when asked
 ``std::string`` become ``string``; ``Double32_t`` and ``Float16_t`` are read as double and
 float. Records (the collections of an RNTuple) become ``struct<...>``, and values that may be
 missing (an expression such as ``max(Jet_pt)`` over an empty list) are nulls. Anything else
-(unsplit objects, unions) has no column type and is reported as unsupported.
+(unsplit objects, unions, ``std::vector<Double32_t>``, the grouping branch of a split object,
+whose members are columns of their own) has no column type and is reported as unsupported.
 
 Files of one dataset may disagree on a branch's type; ``widen`` says when one Spark type can
 hold the other's values exactly (int to bigint, float to double), so the column takes the
@@ -119,6 +120,10 @@ def spark_type_for_branch(branch: Any, *, uint64_as_decimal: bool = False) -> Da
 def awkward_form_of_branch(branch: Any) -> Any | None:
     """The awkward form uproot reads a TBranch as, or None when uproot cannot model it.
 
+    A grouping branch (a split object such as ``hit``, whose members are the subbranches
+    ``hit/energy``, ...) has a record form, but uproot refuses to read it directly: it has no
+    form here, so that asking for it fails when the read is built rather than in every task.
+
     Args:
         branch: an ``uproot.TBranch``.
 
@@ -129,7 +134,11 @@ def awkward_form_of_branch(branch: Any) -> Any | None:
 
     try:
         interpretation = branch.interpretation
-        if isinstance(interpretation, uproot.interpretation.identify.UnknownInterpretation):
+        unreadable = (
+            uproot.interpretation.identify.UnknownInterpretation,
+            uproot.interpretation.grouped.AsGrouped,
+        )
+        if isinstance(interpretation, unreadable):
             return None
         return interpretation.awkward_form(branch.file)
     except Exception as err:  # uproot raises many kinds for types it cannot model
