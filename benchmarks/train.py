@@ -7,11 +7,14 @@ and the same cores:
 - single-node ``xgboost.XGBClassifier(tree_method="hist")`` (the baseline, data already in memory),
 - the ``xgboost`` engine (``xgboost.spark``),
 - the MLlib GBT with sparkhep's settings (early stopping on the validation rows),
-- ``GBTClassifier`` with default settings run for 100 iterations (the MLlib baseline),
+- ``GBTClassifier`` with default settings run for 100 iterations (the MLlib baseline), on the
+  same rows in the train job's layout (``spread_over_cores``: one partition per core) and, when
+  the feature table is read in another number of partitions, once more on the table as read,
 - the MLP.
 
 The sparkhep engines run with the parameters the shipped ``conf/jobs/tthad.toml`` gives them
-(its ``[model.<engine>]`` table over the engine's defaults), i.e. what ``sparkhep train`` fits.
+(its ``[model.<engine>]`` table over the engine's defaults), i.e. what ``sparkhep train`` fits;
+on the generated samples the GBT step is ``LARGE_SAMPLE_GBT`` (printed in the engine's name).
 An untimed two-iteration GBT fit warms the JVM up first (the first tree fit in a JVM pays for
 JIT compilation). Each fit is also repeated with one iteration to separate the fixed overhead
 from the per-iteration time. Prints a Markdown table of wall time, ratios and weighted test AUC
@@ -28,6 +31,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +63,14 @@ def _config(out: Path, signal: str, background: str, *, engine: str = "gbt"):
             f"model.engine='{engine}'",
         ],
     )
+
+
+SHOWN_GBT_PARAMS = ("maxDepth", "stepSize")
+LARGE_SAMPLE_GBT = {"stepSize": 0.5}
+"""The GBT step for the generated samples (10^5 events and more): ``tthad.toml``'s 0.2 is for
+the 27 510 Pythia training events, where a larger step makes MLlib's early stopping (no
+patience) end after a handful of trees; with 10^6 events, 0.5 reaches the test AUC of MLlib's
+defaults run for 100 iterations in about 35 trees."""
 
 
 def _shipped_models() -> dict:
@@ -93,7 +105,12 @@ def _bench_dataset(spark, name, table, rows, models):
     from sparkhep.evaluate.metrics import physics_metrics
     from sparkhep.evaluate.scores import collect_scores
     from sparkhep.train.job import constant_features
-    from sparkhep.train.pipeline import VALIDATION, XGBOOST_DEFAULTS, fit_pipeline
+    from sparkhep.train.pipeline import (
+        VALIDATION,
+        XGBOOST_DEFAULTS,
+        fit_pipeline,
+        spread_over_cores,
+    )
     from sparkhep.train.weights import training_weights
 
     bookkeeping = ("run", "luminosityBlock", "event", "sample", "label", "weight", "split")
@@ -101,10 +118,11 @@ def _bench_dataset(spark, name, table, rows, models):
     dropped = constant_features(table.filter("split = 'train'"), declared)
     names = [n for n in declared if n not in dropped]
     weighted = training_weights(table, WeightsConfig(), engine="gbt")
-    frame = weighted.filter("split != 'test'").withColumn(
+    as_read = weighted.filter("split != 'test'").withColumn(
         VALIDATION, F.col("split") == "validation"
     )
-    frame = frame.cache()
+    # the train job's layout: as many partitions as cores (spread_over_cores says why)
+    frame = spread_over_cores(as_read).cache()
     n_fit = frame.count()
     test = table.filter("split = 'test'").cache()
     test.count()
@@ -161,18 +179,29 @@ def _bench_dataset(spark, name, table, rows, models):
     gbt = models["gbt"]
     model, t_full = _timed(lambda: fit_pipeline(frame, names, gbt))
     _, t_one = _timed(lambda: fit_pipeline(frame, names, gbt, params={"maxIter": 1}))
-    record("MLlib GBT, sparkhep settings", t_full, t_one, model.stages[-1].getNumTrees, auc(model))
+    settings = ", ".join(f"{k} {v}" for k, v in gbt.params.items() if k in SHOWN_GBT_PARAMS)
+    engine = f"MLlib GBT, sparkhep ({settings})"
+    record(engine, t_full, t_one, model.stages[-1].getNumTrees, auc(model))
 
-    def default_gbt(iterations):
+    def default_gbt(iterations, rows=frame):
         stages = [
             VectorAssembler(inputCols=names, outputCol="features"),
             GBTClassifier(maxIter=iterations, weightCol="train_weight"),
         ]
-        return Pipeline(stages=stages).fit(frame.filter(~F.col(VALIDATION)))
+        return Pipeline(stages=stages).fit(rows.filter(~F.col(VALIDATION)))
 
     model, t_full = _timed(lambda: default_gbt(100))
     _, t_one = _timed(lambda: default_gbt(1))
     record("MLlib GBT, defaults, 100 it", t_full, t_one, 100, auc(model))
+    read_partitions = as_read.rdd.getNumPartitions()
+    if read_partitions != frame.rdd.getNumPartitions():
+        read_rows = as_read.cache()
+        read_rows.count()
+        model, t_full = _timed(lambda: default_gbt(100, read_rows))
+        _, t_one = _timed(lambda: default_gbt(1, read_rows))
+        engine = f"MLlib GBT, defaults, 100 it, table as read ({read_partitions} partitions)"
+        record(engine, t_full, t_one, 100, auc(model))
+        read_rows.unpersist()
 
     mlp = models["mlp"]
     model, t_full = _timed(lambda: fit_pipeline(frame, names, mlp))
@@ -211,6 +240,10 @@ def _print(name, names, n_fit, rows, results, loads):
         print(f"| {engine} | {full:.1f} | {full / base:.2f}x | {default_gbt / full:.2f}x less | "
               f"{overhead:.1f} | {per_iteration:.3f} | {iterations} | "
               f"{score.value:.4f} ± {score.error:.4f} |")  # fmt: skip
+    ours = next(r for r in results if "sparkhep" in r[0])
+    for engine, full, *_ in results:
+        if "as read" in engine:
+            print(f"\n{ours[0]}: {full / ours[1]:.2f}x less wall time than {engine}.")
 
 
 def main(argv=None) -> int:
@@ -237,12 +270,13 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="sparkhep-bench-train-"))
     spark.sparkContext.setCheckpointDir(str(work / "checkpoints"))
     models = _shipped_models()
+    gbt = models["gbt"]
     datasets = []
     if not args.no_pythia:
         config = _config(
             work / "pythia", f"{args.pythia}/ttbar_*.root", f"{args.pythia}/qcd_*.root"
         )
-        datasets.append(("Pythia (real)", work / "pythia", config))
+        datasets.append(("Pythia (real)", work / "pythia", config, models))
     if args.events:
         generated = work / "generated"
         write_sample(generated, kind="signal", n_events=args.events, n_files=4, seed=1)
@@ -252,13 +286,14 @@ def main(argv=None) -> int:
             f"{generated}/synthetic_signal_*.root",
             f"{generated}/synthetic_background_*.root",
         )
-        datasets.append((f"SYNTHETIC {2 * args.events} events", work / "synthetic", config))
+        large = {**models, "gbt": replace(gbt, params={**gbt.params, **LARGE_SAMPLE_GBT})}
+        datasets.append((f"SYNTHETIC {2 * args.events} events", work / "synthetic", config, large))
     try:
-        for name, directory, config in datasets:
+        for name, directory, config, dataset_models in datasets:
             table = _table(spark, config, directory)
             rows = table.count()
             start = _load()
-            measured = _bench_dataset(spark, name, table, rows, models)
+            measured = _bench_dataset(spark, name, table, rows, dataset_models)
             _print(name, *measured, (start, _load()))
     finally:
         spark.stop()

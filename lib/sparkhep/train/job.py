@@ -32,7 +32,7 @@ from sparkhep.registry.tracking import (
 from sparkhep.storage import atomic_directory
 from sparkhep.train.diagnostics import feature_importances, loss_curves
 from sparkhep.train.kfold import score_out_of_fold, train_folds
-from sparkhep.train.pipeline import VALIDATION, fit_pipeline
+from sparkhep.train.pipeline import VALIDATION, fit_pipeline, spread_over_cores
 from sparkhep.train.search import best_trial, run_search
 from sparkhep.train.weights import sample_scales, training_weights
 
@@ -212,7 +212,9 @@ def run_train_job(spark: SparkSession, config: JobConfig) -> TrainReport:
 
         with report.step("train"):
             fit_rows = table.filter(f"{SPLIT_COLUMN} in ('train', 'validation')")
-            frame = training_weights(fit_rows, config.weights, engine=config.model.engine)
+            frame = spread_over_cores(
+                training_weights(fit_rows, config.weights, engine=config.model.engine)
+            )
             frame = frame.withColumn(VALIDATION, frame[SPLIT_COLUMN] == "validation").cache()
             early_stopping = config.split.validation > 0
             validation = table.filter(f"{SPLIT_COLUMN} = 'validation'")
