@@ -131,6 +131,33 @@ def test_row_groups_are_bounded_by_arrow_bytes_and_compressed_with_zstd(tmp_path
     assert metadata.row_group(0).column(0).compression == "ZSTD"
 
 
+def test_only_columns_that_are_not_floating_point_get_a_dictionary(tmp_path):
+    schema = pa.schema(
+        [
+            ("pt", pa.float32()),
+            ("jet_id", pa.list_(pa.int32())),
+            ("pairs", pa.list_(pa.list_(pa.float64()))),
+            ("label", pa.string()),
+            ("hit", pa.struct([("energy", pa.float32()), ("id", pa.int64())])),
+            ("flag", pa.bool_()),
+            ("big", pa.decimal128(20, 0)),
+        ]
+    )
+    # pyarrow's leaf column paths, which its use_dictionary option matches
+    expected = ["jet_id.list.element", "label", "hit.id", "flag", "big"]
+    assert convert.dictionary_columns(schema) == expected
+    two = pa.schema([("x", pa.float64()), ("n", pa.list_(pa.int16()))])
+    batch = pa.record_batch(
+        [pa.array([0.5, 1.5] * 500), pa.array([[1, 2], [3]] * 500, pa.list_(pa.int16()))],
+        schema=two,
+    )
+    convert._write_file([batch], pafs.LocalFileSystem(), str(tmp_path), "p.parquet", two)
+    group = pq.read_metadata(tmp_path / "p.parquet").row_group(0)
+    encodings = {group.column(i).path_in_schema: group.column(i).encodings for i in range(2)}
+    assert "RLE_DICTIONARY" not in encodings["x"]
+    assert "RLE_DICTIONARY" in encodings["n.list.element"]
+
+
 def test_a_failing_read_leaves_no_file_behind(tmp_path, monkeypatch):
     schema = pa.schema([("x", pa.int64())])
 
