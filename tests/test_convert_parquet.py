@@ -120,6 +120,7 @@ def test_row_groups_are_bounded_by_arrow_bytes_and_compressed_with_zstd(tmp_path
         str(tmp_path),
         "part.parquet",
         schema,
+        dictionary=["x"],
     )
     assert (files, rows) == (("part.parquet",), 500)
     metadata = pq.read_metadata(tmp_path / "part.parquet")
@@ -151,7 +152,10 @@ def test_only_columns_that_are_not_floating_point_get_a_dictionary(tmp_path):
         [pa.array([0.5, 1.5] * 500), pa.array([[1, 2], [3]] * 500, pa.list_(pa.int16()))],
         schema=two,
     )
-    convert._write_file([batch], pafs.LocalFileSystem(), str(tmp_path), "p.parquet", two)
+    dictionary = convert.dictionary_columns(two)
+    convert._write_file(
+        [batch], pafs.LocalFileSystem(), str(tmp_path), "p.parquet", two, dictionary=dictionary
+    )
     group = pq.read_metadata(tmp_path / "p.parquet").row_group(0)
     encodings = {group.column(i).path_in_schema: group.column(i).encodings for i in range(2)}
     assert "RLE_DICTIONARY" not in encodings["x"]
@@ -168,7 +172,9 @@ def test_a_failing_read_leaves_no_file_behind(tmp_path, monkeypatch):
     # Flush at every batch, so that the file exists when the read fails.
     monkeypatch.setattr(convert, "ROW_GROUP_BYTES", 1)
     with pytest.raises(OSError, match="went away"):
-        convert._write_file(batches(), pafs.LocalFileSystem(), str(tmp_path), "p.parquet", schema)
+        convert._write_file(
+            batches(), pafs.LocalFileSystem(), str(tmp_path), "p.parquet", schema, dictionary=[]
+        )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -550,6 +550,7 @@ def write_parquet_parts(
         directory=directory,
         run=uuid.uuid4().hex[:12],
         schema=arrow_schema,
+        dictionary=dictionary_columns(arrow_schema),
         partition_by=partition_by,
     )
     context = spark.sparkContext
@@ -671,6 +672,7 @@ def _write_task(
     directory: str,
     run: str,
     schema: pa.Schema,
+    dictionary: Sequence[str],
     partition_by: str | None,
 ) -> Iterator[WrittenPart]:
     """In a Spark task: read each partition and write its Parquet file(s)."""
@@ -683,9 +685,14 @@ def _write_task(
         batches = _Reported(reader.read_reported(partition))
         stem = f"part-{partition.index:05d}-{run}-{attempt}"
         if partition_by is None:
-            files, rows = _write_file(batches, filesystem, base, f"{stem}.zstd.parquet", schema)
+            name = f"{stem}.zstd.parquet"
+            files, rows = _write_file(
+                batches, filesystem, base, name, schema, dictionary=dictionary
+            )
         else:
-            files, rows = _write_partitioned(batches, filesystem, base, stem, schema, partition_by)
+            files, rows = _write_partitioned(
+                batches, filesystem, base, stem, schema, partition_by, dictionary=dictionary
+            )
         yield WrittenPart(partition.index, files, rows, batches.report)
 
 
@@ -695,8 +702,13 @@ def _write_file(
     base: str,
     name: str,
     schema: pa.Schema,
+    *,
+    dictionary: Sequence[str],
 ) -> tuple[tuple[str, ...], int]:
-    """Write the batches as one file, in row groups of about ``ROW_GROUP_BYTES``."""
+    """Write the batches as one file, in row groups of about ``ROW_GROUP_BYTES``.
+
+    ``dictionary`` names the columns to dictionary-encode (``dictionary_columns``).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -713,7 +725,7 @@ def _write_file(
                 schema,
                 filesystem=filesystem,
                 compression="zstd",
-                use_dictionary=dictionary_columns(schema),
+                use_dictionary=list(dictionary),
             )
         table = pa.Table.from_batches(pending, schema=schema)
         writer.write_table(table, row_group_size=table.num_rows)
@@ -745,6 +757,8 @@ def _write_partitioned(
     stem: str,
     schema: pa.Schema,
     partition_by: str,
+    *,
+    dictionary: Sequence[str],
 ) -> tuple[tuple[str, ...], int]:
     """Write the batches under ``column=value/`` directories (Hive style, as Spark reads)."""
     import itertools
@@ -772,7 +786,7 @@ def _write_partitioned(
             partitioning=ds.partitioning(pa.schema([schema.field(partition_by)]), flavor="hive"),
             basename_template=f"{stem}-{{i}}.zstd.parquet",
             file_options=ds.ParquetFileFormat().make_write_options(
-                compression="zstd", use_dictionary=dictionary_columns(schema)
+                compression="zstd", use_dictionary=list(dictionary)
             ),
             existing_data_behavior="overwrite_or_ignore",
             max_partitions=MAX_PARTITION_VALUES,
