@@ -1,0 +1,108 @@
+"""MLlib GBT settings against ``GBTClassifier`` defaults (100 trees), on one feature table.
+
+The exploration behind BENCHMARKS.md "Train" (why the MLlib GBT stops at 2x): builds the
+feature table of ``--events`` SYNTHETIC events per class once (as ``benchmarks/train.py`` does),
+puts the fit rows in the train job's layout (``spread_over_cores``, or ``--partitions N``), warms
+the JVM up, then fits MLlib's defaults for 100 iterations and every setting given, each a JSON
+object of ``GBTClassifier`` parameters over sparkhep's ``GBT_DEFAULTS`` (early stopping on the
+validation rows). Prints wall time, trees and weighted test AUC per fit, in the same JVM.
+
+    .venv/bin/python benchmarks/gbt_settings.py --events 500000 \\
+        '{"stepSize": 0.5}' '{"stepSize": 0.5, "maxDepth": 6}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import train as bench_train  # benchmarks/train.py: the same table and warm-up
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("settings", nargs="*", help="JSON objects of GBTClassifier parameters")
+    parser.add_argument("--events", type=int, default=100_000, help="SYNTHETIC events per class")
+    parser.add_argument("--partitions", type=int, default=0, help="0: the train job's layout")
+    args = parser.parse_args(argv)
+    settings = [json.loads(text) for text in args.settings]
+
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import GBTClassifier
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.sql import functions as F
+    from sparkhep.config import ModelConfig, WeightsConfig
+    from sparkhep.evaluate.metrics import physics_metrics
+    from sparkhep.evaluate.scores import collect_scores
+    from sparkhep.generate import write_sample
+    from sparkhep.session import build_session
+    from sparkhep.train.job import constant_features
+    from sparkhep.train.pipeline import VALIDATION, fit_pipeline, spread_over_cores
+    from sparkhep.train.weights import training_weights
+
+    spark = build_session(
+        app_name="sparkhep-bench-gbt-settings",
+        overrides={"spark.master": "local[2]", "spark.sql.shuffle.partitions": "4",
+                   "spark.ui.enabled": "false", "spark.driver.memory": "3g"},
+    )  # fmt: skip
+    work = Path(tempfile.mkdtemp(prefix="sparkhep-bench-gbt-"))
+    try:
+        generated = work / "generated"
+        write_sample(generated, kind="signal", n_events=args.events, n_files=4, seed=1)
+        write_sample(generated, kind="background", n_events=args.events, n_files=4, seed=2)
+        config = bench_train._config(
+            work / "job",
+            f"{generated}/synthetic_signal_*.root",
+            f"{generated}/synthetic_background_*.root",
+        )
+        table = bench_train._table(spark, config, work)
+        bookkeeping = ("run", "luminosityBlock", "event", "sample", "label", "weight", "split")
+        declared = [c for c in table.columns if c not in bookkeeping]
+        dropped = constant_features(table.filter("split = 'train'"), declared)
+        names = [n for n in declared if n not in dropped]
+        rows = training_weights(table, WeightsConfig(), engine="gbt").filter("split != 'test'")
+        rows = rows.withColumn(VALIDATION, F.col("split") == "validation")
+        rows = rows.repartition(args.partitions) if args.partitions else spread_over_cores(rows)
+        frame = rows.cache()
+        print(f"{frame.count()} fit rows in {frame.rdd.getNumPartitions()} partitions", flush=True)
+        test = table.filter("split = 'test'").cache()
+        test.count()
+        bench_train._warm_up(frame, names)
+
+        def defaults():
+            stages = [
+                VectorAssembler(inputCols=names, outputCol="features"),
+                GBTClassifier(maxIter=100, weightCol="train_weight"),
+            ]
+            return Pipeline(stages=stages).fit(frame.filter(~F.col(VALIDATION)))
+
+        def ours(params):
+            return fit_pipeline(frame, names, ModelConfig(engine="gbt", params=params))
+
+        fits = [("GBTClassifier defaults, 100 trees", defaults)]
+        fits += [(json.dumps(s), lambda s=s: ours(s)) for s in settings]
+        for name, fit in fits:
+            start = time.perf_counter()
+            model = fit()
+            seconds = time.perf_counter() - start
+            auc = physics_metrics(*collect_scores(model.transform(test)), n_bootstrap=20)
+            print(
+                f"{name}: {seconds:.1f} s, {model.stages[-1].getNumTrees} trees, test AUC "
+                f"{auc['test_auc'].value:.4f} ± {auc['test_auc'].error:.4f}, "
+                f"load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
