@@ -345,9 +345,6 @@ def submit_command(
         "spark.eventLog.rolling.enabled": "false",
         "spark.eventLog.dir": event_dir.as_uri(),
         "spark.sql.shuffle.partitions": "4",
-        # No locality wait: a task must not wait for one busy executor while the other is idle
-        # (the convert job's tasks read by path; once, all four convert tasks ran on one worker).
-        "spark.locality.wait": "0s",
     }
     command = [sys.executable, str(SUBMIT), "standalone", "--master", cluster.master_url]
     for key, value in settings.items():
