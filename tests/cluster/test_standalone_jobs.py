@@ -46,13 +46,18 @@ def run_submit(command: list[str], *, cwd: Path, env: dict[str, str], log: Path)
     assert result.returncode == 0, "\n".join(log.read_text().splitlines()[-60:])
 
 
-def assert_tasks_on_both_workers(events: list[dict], cluster) -> Counter:
+def tasks_per_worker(events: list[dict], cluster) -> Counter:
+    """Successful tasks per worker index (from the executors' log URLs)."""
     workers = executor_workers(events, cluster)
-    done = Counter(
+    return Counter(
         workers[e["Task Info"]["Executor ID"]]
         for e in task_ends(events)
         if e["Task End Reason"]["Reason"] == "Success"
     )
+
+
+def assert_tasks_on_both_workers(events: list[dict], cluster) -> Counter:
+    done = tasks_per_worker(events, cluster)
     assert set(done) == {0, 1}, f"successful tasks per worker: {dict(done)}"
     return done
 
@@ -77,7 +82,12 @@ def test_convert_on_standalone_cluster(standalone, sample, tmp_path):
         "synthetic_qcd",
         "synthetic_ttbar",
     ]
-    assert_tasks_on_both_workers(read_events(events_dir), standalone)
+    # Every task ran on the cluster's executors (2 files per sample: 2 tasks per sample). Which
+    # workers get them is the scheduler's choice: in two CI runs the one-core executor that
+    # registered first ran all four while the other, registered too, got none. The train test
+    # below and test_worker_loss.py show tasks on both workers.
+    done = tasks_per_worker(read_events(events_dir), standalone)
+    assert sum(done.values()) == 4 and set(done) <= {0, 1}, f"successful tasks: {dict(done)}"
     # The client-mode driver's planner worker used the packed environment through this link.
     assert (tmp_path / "environment").is_symlink()
 
