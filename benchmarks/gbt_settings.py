@@ -41,28 +41,14 @@ def main(argv=None) -> int:
     from sparkhep.config import ModelConfig, WeightsConfig
     from sparkhep.evaluate.metrics import physics_metrics
     from sparkhep.evaluate.scores import collect_scores
-    from sparkhep.generate import write_sample
-    from sparkhep.session import build_session
     from sparkhep.train.job import constant_features
     from sparkhep.train.pipeline import VALIDATION, fit_pipeline, spread_over_cores
     from sparkhep.train.weights import training_weights
 
-    spark = build_session(
-        app_name="sparkhep-bench-gbt-settings",
-        overrides={"spark.master": "local[2]", "spark.sql.shuffle.partitions": "4",
-                   "spark.ui.enabled": "false", "spark.driver.memory": "3g"},
-    )  # fmt: skip
+    spark = bench_train.bench_session("sparkhep-bench-gbt-settings")
     work = Path(tempfile.mkdtemp(prefix="sparkhep-bench-gbt-"))
     try:
-        generated = work / "generated"
-        write_sample(generated, kind="signal", n_events=args.events, n_files=4, seed=1)
-        write_sample(generated, kind="background", n_events=args.events, n_files=4, seed=2)
-        config = bench_train._config(
-            work / "job",
-            f"{generated}/synthetic_signal_*.root",
-            f"{generated}/synthetic_background_*.root",
-        )
-        table = bench_train._table(spark, config, work)
+        table = bench_train._table(spark, bench_train.synthetic_config(work, args.events), work)
         bookkeeping = ("run", "luminosityBlock", "event", "sample", "label", "weight", "split")
         declared = [c for c in table.columns if c not in bookkeeping]
         dropped = constant_features(table.filter("split = 'train'"), declared)

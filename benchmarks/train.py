@@ -73,6 +73,31 @@ patience) end after a handful of trees; with 10^6 events, 0.5 reaches the test A
 defaults run for 100 iterations in about 35 trees."""
 
 
+def bench_session(app_name: str):
+    """The benchmarks' Spark session: ``local[2]``, no UI, 3 GB of driver heap."""
+    from sparkhep.session import build_session
+
+    return build_session(
+        app_name=app_name,
+        overrides={"spark.master": "local[2]", "spark.sql.shuffle.partitions": "4",
+                   "spark.ui.enabled": "false", "spark.driver.memory": "3g"},
+    )  # fmt: skip
+
+
+def synthetic_config(work: Path, events: int):
+    """``tthad.toml`` over ``events`` SYNTHETIC events per class, written under ``work``."""
+    from sparkhep.generate import write_sample
+
+    generated = work / "generated"
+    write_sample(generated, kind="signal", n_events=events, n_files=4, seed=1)
+    write_sample(generated, kind="background", n_events=events, n_files=4, seed=2)
+    return _config(
+        work / "synthetic",
+        f"{generated}/synthetic_signal_*.root",
+        f"{generated}/synthetic_background_*.root",
+    )
+
+
 def _shipped_models() -> dict:
     """``ModelConfig`` per engine as ``conf/jobs/tthad.toml`` sets it (paths do not matter)."""
     return {e: _config(Path("unused"), "s", "b", engine=e).model for e in ("gbt", "mlp", "xgboost")}
@@ -259,14 +284,7 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from sparkhep.generate import write_sample
-    from sparkhep.session import build_session
-
-    spark = build_session(
-        app_name="sparkhep-bench-train",
-        overrides={"spark.master": "local[2]", "spark.sql.shuffle.partitions": "4",
-                   "spark.ui.enabled": "false", "spark.driver.memory": "3g"},
-    )  # fmt: skip
+    spark = bench_session("sparkhep-bench-train")
     work = Path(tempfile.mkdtemp(prefix="sparkhep-bench-train-"))
     spark.sparkContext.setCheckpointDir(str(work / "checkpoints"))
     models = _shipped_models()
@@ -278,14 +296,7 @@ def main(argv=None) -> int:
         )
         datasets.append(("Pythia (real)", work / "pythia", config, models))
     if args.events:
-        generated = work / "generated"
-        write_sample(generated, kind="signal", n_events=args.events, n_files=4, seed=1)
-        write_sample(generated, kind="background", n_events=args.events, n_files=4, seed=2)
-        config = _config(
-            work / "synthetic",
-            f"{generated}/synthetic_signal_*.root",
-            f"{generated}/synthetic_background_*.root",
-        )
+        config = synthetic_config(work, args.events)
         large = {**models, "gbt": replace(gbt, params={**gbt.params, **LARGE_SAMPLE_GBT})}
         datasets.append((f"SYNTHETIC {2 * args.events} events", work / "synthetic", config, large))
     try:
