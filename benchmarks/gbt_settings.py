@@ -34,43 +34,24 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     settings = [json.loads(text) for text in args.settings]
 
-    from pyspark.ml import Pipeline
-    from pyspark.ml.classification import GBTClassifier
-    from pyspark.ml.feature import VectorAssembler
-    from pyspark.sql import functions as F
-    from sparkhep.config import ModelConfig, WeightsConfig
+    from sparkhep.config import ModelConfig
     from sparkhep.evaluate.metrics import physics_metrics
     from sparkhep.evaluate.scores import collect_scores
-    from sparkhep.train.job import constant_features
-    from sparkhep.train.pipeline import VALIDATION, fit_pipeline, spread_over_cores
-    from sparkhep.train.weights import training_weights
+    from sparkhep.train.pipeline import fit_pipeline
 
     spark = bench_train.bench_session("sparkhep-bench-gbt-settings")
     work = Path(tempfile.mkdtemp(prefix="sparkhep-bench-gbt-"))
     try:
         table = bench_train._table(spark, bench_train.synthetic_config(work, args.events), work)
-        bookkeeping = ("run", "luminosityBlock", "event", "sample", "label", "weight", "split")
-        declared = [c for c in table.columns if c not in bookkeeping]
-        dropped = constant_features(table.filter("split = 'train'"), declared)
-        names = [n for n in declared if n not in dropped]
-        rows = training_weights(table, WeightsConfig(), engine="gbt").filter("split != 'test'")
-        rows = rows.withColumn(VALIDATION, F.col("split") == "validation")
-        rows = rows.repartition(args.partitions) if args.partitions else spread_over_cores(rows)
-        frame = rows.cache()
+        names, _, _, frame, test = bench_train.fit_rows(table, partitions=args.partitions)
         print(f"{frame.count()} fit rows in {frame.rdd.getNumPartitions()} partitions", flush=True)
-        test = table.filter("split = 'test'").cache()
-        test.count()
         bench_train._warm_up(frame, names)
-
-        def defaults():
-            stages = [
-                VectorAssembler(inputCols=names, outputCol="features"),
-                GBTClassifier(maxIter=100, weightCol="train_weight"),
-            ]
-            return Pipeline(stages=stages).fit(frame.filter(~F.col(VALIDATION)))
 
         def ours(params):
             return fit_pipeline(frame, names, ModelConfig(engine="gbt", params=params))
+
+        def defaults():
+            return bench_train.default_gbt(frame, names, 100)
 
         fits = [("GBTClassifier defaults, 100 trees", defaults)]
         fits += [(json.dumps(s), lambda s=s: ours(s)) for s in settings]

@@ -33,6 +33,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -121,36 +122,68 @@ def _timed(fit):
     return model, time.perf_counter() - start
 
 
-def _bench_dataset(spark, name, table, rows, models):
-    from pyspark.ml import Pipeline
-    from pyspark.ml.classification import GBTClassifier
-    from pyspark.ml.feature import VectorAssembler
+class FitRows(NamedTuple):
+    """A feature table made ready for fitting, as every benchmark here fits it."""
+
+    names: list[str]
+    """The features (the table's columns but bookkeeping, constant ones dropped)."""
+    weighted: Any
+    """Every row with its ``train_weight``."""
+    as_read: Any
+    """The train+validation rows with ``is_validation``, in the partitions the table is read as."""
+    frame: Any
+    """``as_read`` in the train job's layout (or ``partitions``), cached."""
+    test: Any
+    """The test rows, cached."""
+
+
+def fit_rows(table, *, partitions: int = 0) -> FitRows:
+    """The rows to fit on and to test with; the fit rows one partition per core, as the train job
+    has them (``spread_over_cores`` says why), unless ``partitions`` is given."""
     from pyspark.sql import functions as F
     from sparkhep.config import WeightsConfig
-    from sparkhep.evaluate.metrics import physics_metrics
-    from sparkhep.evaluate.scores import collect_scores
     from sparkhep.train.job import constant_features
-    from sparkhep.train.pipeline import (
-        VALIDATION,
-        XGBOOST_DEFAULTS,
-        fit_pipeline,
-        spread_over_cores,
-    )
+    from sparkhep.train.pipeline import VALIDATION, spread_over_cores
     from sparkhep.train.weights import training_weights
 
     bookkeeping = ("run", "luminosityBlock", "event", "sample", "label", "weight", "split")
     declared = [c for c in table.columns if c not in bookkeeping]
     dropped = constant_features(table.filter("split = 'train'"), declared)
-    names = [n for n in declared if n not in dropped]
     weighted = training_weights(table, WeightsConfig(), engine="gbt")
     as_read = weighted.filter("split != 'test'").withColumn(
         VALIDATION, F.col("split") == "validation"
     )
-    # the train job's layout: as many partitions as cores (spread_over_cores says why)
-    frame = spread_over_cores(as_read).cache()
-    n_fit = frame.count()
+    laid_out = as_read.repartition(partitions) if partitions else spread_over_cores(as_read)
+    frame = laid_out.cache()
+    frame.count()
     test = table.filter("split = 'test'").cache()
     test.count()
+    names = [n for n in declared if n not in dropped]
+    return FitRows(names, weighted, as_read, frame, test)
+
+
+def default_gbt(rows, names, iterations: int):
+    """``GBTClassifier`` with MLlib's defaults for ``iterations`` trees on the training rows."""
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import GBTClassifier
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.sql import functions as F
+    from sparkhep.train.pipeline import VALIDATION
+
+    stages = [
+        VectorAssembler(inputCols=list(names), outputCol="features"),
+        GBTClassifier(maxIter=iterations, weightCol="train_weight"),
+    ]
+    return Pipeline(stages=stages).fit(rows.filter(~F.col(VALIDATION)))
+
+
+def _bench_dataset(spark, name, table, rows, models):
+    from sparkhep.evaluate.metrics import physics_metrics
+    from sparkhep.evaluate.scores import collect_scores
+    from sparkhep.train.pipeline import XGBOOST_DEFAULTS, fit_pipeline
+
+    names, weighted, as_read, frame, test = fit_rows(table)
+    n_fit = frame.count()
 
     def auc(model):
         return physics_metrics(*collect_scores(model.transform(test)), n_bootstrap=50)["test_auc"]
@@ -208,22 +241,15 @@ def _bench_dataset(spark, name, table, rows, models):
     engine = f"MLlib GBT, sparkhep ({settings})"
     record(engine, t_full, t_one, model.stages[-1].getNumTrees, auc(model))
 
-    def default_gbt(iterations, rows=frame):
-        stages = [
-            VectorAssembler(inputCols=names, outputCol="features"),
-            GBTClassifier(maxIter=iterations, weightCol="train_weight"),
-        ]
-        return Pipeline(stages=stages).fit(rows.filter(~F.col(VALIDATION)))
-
-    model, t_full = _timed(lambda: default_gbt(100))
-    _, t_one = _timed(lambda: default_gbt(1))
+    model, t_full = _timed(lambda: default_gbt(frame, names, 100))
+    _, t_one = _timed(lambda: default_gbt(frame, names, 1))
     record("MLlib GBT, defaults, 100 it", t_full, t_one, 100, auc(model))
     read_partitions = as_read.rdd.getNumPartitions()
     if read_partitions != frame.rdd.getNumPartitions():
         read_rows = as_read.cache()
         read_rows.count()
-        model, t_full = _timed(lambda: default_gbt(100, read_rows))
-        _, t_one = _timed(lambda: default_gbt(1, read_rows))
+        model, t_full = _timed(lambda: default_gbt(read_rows, names, 100))
+        _, t_one = _timed(lambda: default_gbt(read_rows, names, 1))
         engine = f"MLlib GBT, defaults, 100 it, table as read ({read_partitions} partitions)"
         record(engine, t_full, t_one, 100, auc(model))
         read_rows.unpersist()
