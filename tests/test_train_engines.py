@@ -9,7 +9,12 @@ from pyspark.ml.feature import SQLTransformer
 from pyspark.sql import functions as F
 from sparkhep.config import ModelConfig, WeightsConfig
 from sparkhep.train.kfold import FOLD_COLUMN, fold_of, score_out_of_fold, train_folds
-from sparkhep.train.pipeline import VALIDATION, fit_pipeline, spread_over_cores
+from sparkhep.train.pipeline import (
+    VALIDATION,
+    estimated_bytes,
+    fit_pipeline,
+    spread_over_cores,
+)
 from sparkhep.train.search import best_trial, run_search
 from sparkhep.train.weights import TRAIN_WEIGHT, training_weights
 
@@ -143,8 +148,9 @@ def test_fit_rows_are_spread_over_as_many_partitions_as_cores(table, tmp_path):
     assert sorted(spread.select("event").toPandas()["event"]) == list(range(2000))
     assert spread_over_cores(spread) is spread  # already right: no shuffle added
     # a frame estimated above cores x partition_bytes gets the next multiple of the cores
-    estimated = int(str(uneven._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))
+    estimated = estimated_bytes(uneven)
     bigger = spread_over_cores(uneven, partition_bytes=estimated // (2 * cores) + 1)
     assert bigger.rdd.getNumPartitions() == 2 * cores
     # rows from Python have no size estimate: whole waves of the partitions they have
+    assert estimated_bytes(table) is None
     assert spread_over_cores(table.repartition(2 * cores + 1)).rdd.getNumPartitions() == 2 * cores

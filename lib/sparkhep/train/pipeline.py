@@ -142,6 +142,12 @@ def fit_pipeline(
     return Pipeline(stages=stages).fit(training)
 
 
+def estimated_bytes(frame: DataFrame) -> int | None:
+    """The size Spark's optimized plan estimates for ``frame`` (no job runs), None if unknown."""
+    estimated = int(str(frame._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))
+    return None if estimated >= UNKNOWN_SIZE else estimated
+
+
 def spread_over_cores(frame: DataFrame, *, partition_bytes: int = PARTITION_BYTES) -> DataFrame:
     """``frame`` in as many partitions as the cores (a multiple of them for large inputs).
 
@@ -161,8 +167,8 @@ def spread_over_cores(frame: DataFrame, *, partition_bytes: int = PARTITION_BYTE
     """
     cores = frame.sparkSession.sparkContext.defaultParallelism
     current = frame.rdd.getNumPartitions()
-    estimated = int(str(frame._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))
-    if estimated >= UNKNOWN_SIZE:  # e.g. rows from Python: keep the count, in whole waves
+    estimated = estimated_bytes(frame)
+    if estimated is None:  # e.g. rows from Python: keep the count, in whole waves
         wanted = cores * max(1, current // cores)
     else:
         wanted = cores * max(1, math.ceil(estimated / (cores * partition_bytes)))
